@@ -1,0 +1,40 @@
+# Every target delegates to a Python CLI; `make help` lists them.
+SHELL := /bin/bash
+PY_BOOT ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_DIR ?= $(abspath ../shared/datasets)
+export DATA_DIR
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-unit models quick-models serve clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock pip setuptools
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[train,dev]'
+	touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies (cached)
+
+test: $(STAMP) ## run every test (unit + end-to-end; trains a tiny model store)
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP) ## unit tests only
+	$(PY) -m pytest -q tests/unit
+
+models: $(STAMP) ## train + export + register every model (default profile)
+	$(PY) -m training build --profile default --data-dir $(DATA_DIR)
+
+quick-models: $(STAMP) ## train + export + register a quick profile (minutes)
+	$(PY) -m training build --profile quick --data-dir $(DATA_DIR)
+
+serve: $(STAMP) ## serve HTTP (BentoML, :3000) and gRPC (TF Serving API, :8500); builds quick models if the store is empty
+	$(PY) -m serving
+
+clean: ## remove runs, results and caches (keeps .venv and the model store)
+	rm -rf runs results exports .pytest_cache
