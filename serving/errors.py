@@ -1,0 +1,114 @@
+"""One error hierarchy and one table mapping each class to its HTTP status and gRPC code.
+
+Raise these from anywhere in ``serving/``; the fronts turn them into responses with
+:func:`http_status`, :func:`grpc_code` and :func:`error_body`, so HTTP and gRPC can
+never disagree about what an error means.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+INTERNAL_MESSAGE = "internal error; see the server log"
+
+
+class ServingError(Exception):
+    """Base of every error the server raises on purpose; a server fault (5xx) unless a subclass says otherwise."""
+
+
+class InvalidInput(ServingError):
+    """The request is well-formed but its content is not acceptable (shape, dtype, range, field)."""
+
+
+class InvalidImage(InvalidInput):
+    """An uploaded file is not a decodable image, or holds no digit."""
+
+
+class NotFound(ServingError):
+    """Something the request names does not exist."""
+
+
+class ModelNotFound(NotFound):
+    """No loaded model has the requested name."""
+
+
+class VersionNotFound(NotFound):
+    """The model exists but not in the requested version."""
+
+
+class PayloadTooLarge(ServingError):
+    """Body, pixel count or item count over a configured limit."""
+
+
+class UnsupportedMediaType(ServingError):
+    """The body's content type is not one this route accepts."""
+
+
+class Unimplemented(ServingError):
+    """The method or feature exists in the protocol but this server does not offer it."""
+
+
+class NotReady(ServingError):
+    """The server or the model is still starting (or draining); retry later."""
+
+
+class DeadlineExceeded(ServingError):
+    """The request did not finish within its deadline (e.g. batching latency budget)."""
+
+
+# class -> (HTTP status, grpc.StatusCode member name). Lookups walk the MRO, so a
+# subclass without its own row inherits its parent's.
+ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
+    ServingError: (500, "INTERNAL"),
+    InvalidInput: (400, "INVALID_ARGUMENT"),
+    InvalidImage: (400, "INVALID_ARGUMENT"),
+    NotFound: (404, "NOT_FOUND"),
+    ModelNotFound: (404, "NOT_FOUND"),
+    VersionNotFound: (404, "NOT_FOUND"),
+    PayloadTooLarge: (413, "RESOURCE_EXHAUSTED"),
+    UnsupportedMediaType: (415, "INVALID_ARGUMENT"),
+    Unimplemented: (501, "UNIMPLEMENTED"),
+    NotReady: (503, "UNAVAILABLE"),
+    DeadlineExceeded: (504, "DEADLINE_EXCEEDED"),
+}
+
+_INTERNAL = (500, "INTERNAL")
+
+
+def _lookup(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, ServingError):
+        for cls in type(exc).__mro__:
+            row = ERROR_TABLE.get(cls)  # type: ignore[arg-type]
+            if row is not None:
+                return row
+    return _INTERNAL
+
+
+def http_status(exc: BaseException) -> int:
+    """HTTP status for any exception; 500 for anything that is not a :class:`ServingError`."""
+    return _lookup(exc)[0]
+
+
+def grpc_code(exc: BaseException) -> Any:
+    """``grpc.StatusCode`` for any exception; ``INTERNAL`` for anything that is not a :class:`ServingError`."""
+    import grpc  # the HTTP front does not need grpc loaded
+
+    return getattr(grpc.StatusCode, _lookup(exc)[1])
+
+
+def is_client_error(exc: BaseException) -> bool:
+    """True when the caller is at fault (4xx): the message may be shown to them."""
+    return 400 <= http_status(exc) < 500
+
+
+def error_message(exc: BaseException) -> str:
+    """The message safe to send to the client: the exception's own text for 4xx, a generic one otherwise."""
+    if is_client_error(exc):
+        return str(exc) or type(exc).__doc__ or type(exc).__name__
+    return INTERNAL_MESSAGE
+
+
+def error_body(exc: BaseException) -> dict[str, str]:
+    """JSON body for an error response: ``{"error": message, "type": ClassName}``; 5xx bodies never leak internals."""
+    if is_client_error(exc):
+        return {"error": error_message(exc), "type": type(exc).__name__}
+    return {"error": INTERNAL_MESSAGE, "type": "InternalError"}

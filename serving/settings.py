@@ -1,0 +1,206 @@
+"""One frozen settings object, read from ``SERVING_*`` environment variables once at start-up.
+
+``python -m serving.settings`` prints the configuration table (Markdown) for the README;
+``python -m serving.settings --current`` prints the values the current environment yields.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+PREFIX = "SERVING_"
+MiB = 1 << 20
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _parse_str(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _parse_optional_str(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip().replace("_", ""))
+        except ValueError:
+            raise ValueError(f"must be an integer, got {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"within {minimum}..{maximum}"
+            raise ValueError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+_SIZE = re.compile(r"^\s*(\d[\d_]*)\s*([kmg]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def _parse_bytes(raw: str) -> int:
+    # "16777216", "16MiB", "16M" and "16MB" all mean 16 * 2**20: limits are about memory, not disk marketing.
+    match = _SIZE.match(raw)
+    if not match:
+        raise ValueError(f"must be a byte count like 16777216 or 16MiB, got {raw!r}")
+    number, unit = int(match.group(1).replace("_", "")), match.group(2).lower()
+    value = number * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit]
+    if value < 1:
+        raise ValueError(f"must be at least 1 byte, got {raw!r}")
+    return value
+
+
+def _float(minimum: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        if not value >= minimum or value == float("inf"):
+            raise ValueError(f"must be a finite number >= {minimum}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _parse_providers(raw: str) -> str:
+    # Which providers exist is only known to onnxruntime (serving/runtime.py checks that);
+    # here we only reject what can never be valid.
+    tokens = _parse_list(raw)
+    if not tokens:
+        raise ValueError("must be 'auto' or a comma list such as 'cuda,cpu'")
+    if any(t.lower() == "auto" for t in tokens) and len(tokens) > 1:
+        raise ValueError(f"'auto' cannot be combined with other providers, got {raw!r}")
+    return ",".join(tokens)
+
+
+def _parse_log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return value
+
+
+def _setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
+    return field(default=default, metadata={"parse": parse, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration; build it with :meth:`Settings.from_env` at start-up and pass it down."""
+
+    host: str = _setting("127.0.0.1", _parse_str, "interface both servers bind to (0.0.0.0 for all)")
+    http_port: int = _setting(3000, _int(0, 65535), "HTTP (BentoML) port")
+    grpc_port: int = _setting(8500, _int(0, 65535), "gRPC (TF-Serving PredictionService) port")
+    models: tuple[str, ...] = _setting(
+        (), _parse_list, "comma-separated store names or tags to serve; empty = the latest version of every stored model"
+    )
+    default_classifier: str | None = _setting(
+        None, _parse_optional_str, "classifier used when a request names none; empty = best stored test_accuracy"
+    )
+    providers: str = _setting(
+        "auto", _parse_providers, "ONNX Runtime providers in order, e.g. 'cuda,cpu' or full ORT names; 'auto' = CUDA if usable, then CPU"
+    )
+    intra_op_threads: int = _setting(0, _int(0), "ONNX Runtime intra-op threads per session; 0 = ORT default")
+    max_batch_size: int = _setting(64, _int(1), "largest adaptive batch sent to a model")
+    max_latency_ms: int = _setting(2000, _int(1), "latency budget of the adaptive batcher, in milliseconds")
+    max_body_bytes: int = _setting(16 * MiB, _parse_bytes, "largest HTTP request body (accepts 16MiB style suffixes)")
+    max_image_pixels: int = _setting(16_000_000, _int(1), "largest uploaded image, width x height (decompression-bomb guard)")
+    max_images_per_request: int = _setting(256, _int(1), "most images in one JSON classify request")
+    max_bulk_images: int = _setting(65536, _int(1), "most images in one .npy batch-classify request")
+    max_generate_n: int = _setting(256, _int(1), "most latent rows in one generate request, and largest sample n")
+    max_manifold_n: int = _setting(40, _int(1), "largest manifold grid side n (n x n images decoded in one batch)")
+    grpc_max_message_bytes: int = _setting(16 * MiB, _parse_bytes, "largest gRPC message, both directions")
+    drain_timeout_s: float = _setting(20.0, _float(0.0), "seconds to finish in-flight requests on shutdown")
+    workers: int = _setting(1, _int(1), "HTTP worker processes")
+    log_level: str = _setting("INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``SERVING_*`` variables (``os.environ`` by default); ValueError names a bad variable."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = env_name(f.name)
+            raw = env.get(name)
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+        return cls(**values)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly view of every setting (for logs and ``GET /v1/models``-style docs)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a field: ``http_port`` -> ``SERVING_HTTP_PORT``."""
+    return PREFIX + field_name.upper()
+
+
+def unknown_env_names(env: Mapping[str, str] | None = None) -> list[str]:
+    """``SERVING_*`` variables that set nothing (usually typos); worth a warning at start-up."""
+    env = os.environ if env is None else env
+    known = {env_name(f.name) for f in dataclasses.fields(Settings)}
+    return sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+
+
+def _show_default(value: Any) -> str:
+    if value is None or value == ():
+        return ""
+    if isinstance(value, int) and value >= MiB and value % MiB == 0:
+        return f"{value // MiB}MiB"
+    return str(value)
+
+
+def env_table() -> list[tuple[str, str, str]]:
+    """``(variable, default, help)`` for every setting, in declaration order."""
+    return [(env_name(f.name), _show_default(f.default), f.metadata["help"]) for f in dataclasses.fields(Settings)]
+
+
+def markdown_table() -> str:
+    """:func:`env_table` as a Markdown table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, default, help_text in env_table():
+        shown = f"`{default}`" if default else "(empty)"
+        escaped = help_text.replace("|", r"\|")
+        lines.append(f"| `{name}` | {shown} | {escaped} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m serving.settings", description=__doc__.splitlines()[0])
+    parser.add_argument("--current", action="store_true", help="print the settings the current environment yields, as JSON")
+    args = parser.parse_args(argv)
+    if args.current:
+        try:
+            settings = Settings.from_env()
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(settings.describe(), indent=2))
+    else:
+        print(markdown_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
