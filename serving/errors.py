@@ -51,6 +51,10 @@ class NotReady(ServingError):
     """The server or the model is still starting (or draining); retry later."""
 
 
+class ModelIntegrityError(ServingError):
+    """A stored model file does not match the sha256 recorded when it was registered."""
+
+
 class DeadlineExceeded(ServingError):
     """The request did not finish within its deadline (e.g. batching latency budget)."""
 

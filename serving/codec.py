@@ -1,0 +1,378 @@
+"""Wire formats <-> numpy in one place: .npy bodies, the internal base64 rows, TensorProto,
+and the validation every input goes through before it may enter a batch.
+
+The TensorProto functions import the TensorFlow protos lazily, so the HTTP path that
+uses the rest of this module never loads TensorFlow.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInput, PayloadTooLarge, ServingError
+
+# Broadcasting a short *_val list to its declared shape allocates the full tensor, so a
+# tiny message could ask for gigabytes; refuse more elements than this by default.
+DEFAULT_MAX_ELEMENTS = 1 << 26
+
+# --- .npy -------------------------------------------------------------------------------
+
+
+def npy_to_array(data: bytes, max_bytes: int) -> np.ndarray:
+    """Parse a ``.npy`` body without pickle and (for C/Fortran-ordered data) without copying.
+
+    The result may be a read-only view of ``data``. Raises PayloadTooLarge over ``max_bytes``,
+    InvalidInput for anything that is not a complete, plain numeric/bool ``.npy``.
+    """
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f".npy body is {len(data)} bytes; at most {max_bytes} bytes are accepted")
+    fmt = np.lib.format
+    fp = io.BytesIO(data)
+    try:
+        version = fmt.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(fp)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = fmt.read_array_header_2_0(fp)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+    except (ValueError, OSError, SyntaxError, TypeError) as e:
+        raise InvalidInput(f"body is not a valid .npy file ({e}); send the output of numpy.save") from e
+    if dtype.hasobject:
+        raise InvalidInput("pickled .npy is not accepted; send a plain numeric array")
+    if dtype.kind not in "biuf":
+        raise InvalidInput(f".npy dtype {dtype} is not accepted; send a plain numeric array (uint8 or float32)")
+    count = math.prod(shape)
+    offset = fp.tell()
+    needed = count * dtype.itemsize
+    if len(data) - offset < needed:
+        raise InvalidInput(
+            f".npy data is truncated: shape {tuple(shape)} of {dtype} needs {needed} bytes, got {len(data) - offset}"
+        )
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
+def array_to_npy(arr: np.ndarray) -> bytes:
+    """``numpy.save`` of ``arr`` into bytes (no pickle)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+# --- internal batch rows: base64 of little-endian row-major float32 ----------------------
+
+
+def b64_to_array(s: str, shape: Sequence[int]) -> np.ndarray:
+    """Decode one base64 float32 (little-endian, row-major) payload into ``shape`` (one -1 allowed)."""
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise InvalidInput(f"data is not valid base64 ({e}); expected base64 of float32 little-endian bytes") from e
+    if len(raw) % 4:
+        raise InvalidInput(f"data decodes to {len(raw)} bytes, not a whole number of float32 values")
+    flat = np.frombuffer(raw, dtype="<f4")
+    try:
+        return flat.reshape(tuple(shape)).astype(np.float32, copy=False)
+    except ValueError:
+        raise InvalidInput(f"data holds {flat.size} float32 values, which do not fit shape {list(shape)}") from None
+
+
+def array_to_b64(arr: np.ndarray) -> str:
+    """Base64 of ``arr`` as float32 little-endian row-major bytes (the shape travels separately)."""
+    return base64.b64encode(np.ascontiguousarray(arr, dtype="<f4").tobytes()).decode("ascii")
+
+
+# --- TensorProto ------------------------------------------------------------------------
+
+
+@functools.cache
+def _dtype_tables() -> tuple[dict[int, tuple[np.dtype, str]], dict[np.dtype, int]]:
+    from tensorflow.core.framework import types_pb2
+
+    # DataType -> (numpy dtype, the repeated field TF writes when tensor_content is not used)
+    to_numpy = {
+        types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
+        types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
+        types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
+        types_pb2.DT_INT8: (np.dtype(np.int8), "int_val"),
+        types_pb2.DT_INT16: (np.dtype(np.int16), "int_val"),
+        types_pb2.DT_INT32: (np.dtype(np.int32), "int_val"),
+        types_pb2.DT_INT64: (np.dtype(np.int64), "int64_val"),
+        types_pb2.DT_UINT8: (np.dtype(np.uint8), "int_val"),
+        types_pb2.DT_UINT16: (np.dtype(np.uint16), "int_val"),
+        types_pb2.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
+        types_pb2.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
+        types_pb2.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
+    }
+    from_numpy = {np_dtype: dt for dt, (np_dtype, _) in to_numpy.items()}
+    return to_numpy, from_numpy
+
+
+def tf_dtype(numpy_dtype: Any) -> int:
+    """The ``tensorflow.DataType`` enum value for a numpy dtype (or its name, e.g. ``"float32"``)."""
+    try:
+        return _dtype_tables()[1][np.dtype(numpy_dtype)]
+    except (KeyError, TypeError) as e:
+        raise InvalidInput(f"dtype {numpy_dtype!r} has no TensorFlow equivalent here") from e
+
+
+def _dtype_name(dt: int) -> str:
+    from tensorflow.core.framework import types_pb2
+
+    try:
+        return types_pb2.DataType.Name(dt)
+    except ValueError:
+        return f"unknown DataType {dt}"
+
+
+def tensor_proto_to_array(proto: Any, max_elements: int | None = None) -> np.ndarray:
+    """A ``tensorflow.TensorProto`` as a numpy array, with ``tf.make_ndarray``'s semantics.
+
+    Reads ``tensor_content`` when present (zero-copy, read-only), otherwise the typed
+    ``*_val`` field; a shorter ``*_val`` list is padded with its last value (so one value
+    broadcasts to the whole shape) and an empty one means zeros. Raises InvalidInput for
+    unsupported dtypes and size mismatches, PayloadTooLarge over ``max_elements``.
+    """
+    to_numpy, _ = _dtype_tables()
+    entry = to_numpy.get(proto.dtype)
+    if entry is None:
+        raise InvalidInput(
+            f"tensor dtype {_dtype_name(proto.dtype)} is not supported; "
+            "send DT_FLOAT (or another real numeric / bool dtype)"
+        )
+    dtype, field = entry
+    if proto.tensor_shape.unknown_rank:
+        raise InvalidInput("tensor shape has unknown rank; send a fully defined shape")
+    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f"tensor shape {list(shape)} has unknown dimensions; send a fully defined shape")
+    count = math.prod(shape)
+    limit = DEFAULT_MAX_ELEMENTS if max_elements is None else max_elements
+    if count > limit:
+        raise PayloadTooLarge(f"tensor shape {list(shape)} has {count} elements; at most {limit} are accepted")
+
+    content = proto.tensor_content
+    if content:
+        if len(content) != count * dtype.itemsize:
+            raise InvalidInput(
+                f"tensor_content has {len(content)} bytes, but shape {list(shape)} of "
+                f"{_dtype_name(proto.dtype)} needs {count * dtype.itemsize}"
+            )
+        # TF writes tensor_content in host order, little-endian on every platform it ships for.
+        return np.frombuffer(content, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+
+    values = getattr(proto, field)
+    n = len(values)
+    if n == 0:
+        return np.zeros(shape, dtype=dtype)
+    if n > count:
+        raise InvalidInput(f"{field} has {n} values, but shape {list(shape)} holds only {count}")
+    if field == "half_val":
+        # half_val holds the IEEE binary16 bit patterns in int32 slots.
+        flat = np.fromiter(values, dtype=np.int64, count=n).astype(np.uint16).view(np.float16)
+    elif field == "bool_val":
+        flat = np.fromiter(values, dtype=np.bool_, count=n)
+    elif dtype.kind in "iu":
+        wide = np.fromiter(values, dtype=np.uint64 if dtype == np.uint64 else np.int64, count=n)
+        info = np.iinfo(dtype)
+        if wide.min() < info.min or wide.max() > info.max:
+            raise InvalidInput(
+                f"{field} values range {wide.min()}..{wide.max()}, outside {dtype} ({info.min}..{info.max})"
+            )
+        flat = wide.astype(dtype)
+    else:
+        flat = np.fromiter(values, dtype=dtype, count=n)
+    if n < count:
+        flat = np.pad(flat, (0, count - n), mode="edge")
+    return flat.reshape(shape)
+
+
+def array_to_tensor_proto(arr: np.ndarray) -> Any:
+    """A numpy array as a ``tensorflow.TensorProto`` using ``tensor_content`` (what ``tf.make_ndarray`` reads)."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+
+    arr = np.asarray(arr)
+    _, from_numpy = _dtype_tables()
+    dt = from_numpy.get(arr.dtype.newbyteorder("="))
+    if dt is None:
+        raise InvalidInput(f"dtype {arr.dtype} cannot be sent as a TensorProto; use a real numeric or bool array")
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in arr.shape])
+    content = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+    return tensor_pb2.TensorProto(dtype=dt, tensor_shape=shape, tensor_content=content)
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return " x ".join("N" if d == -1 or d is None else str(d) for d in shape)
+
+
+def _min_max(arr: np.ndarray, what: str) -> tuple[float, float]:
+    """min and max of a non-empty float array, raising InvalidInput if any value is NaN or inf."""
+    # NaN propagates through min/max and an inf would be the min or the max, so two
+    # reductions prove finiteness without a full boolean mask on the happy path.
+    mn, mx = float(arr.min()), float(arr.max())
+    if not (math.isfinite(mn) and math.isfinite(mx)):
+        bad = ~np.isfinite(arr)
+        where = [int(i) for i in np.argwhere(bad)[0]]
+        raise InvalidInput(
+            f"{what} contains {int(bad.sum())} non-finite value(s) (NaN or inf, or too large for float32), "
+            f"the first at index {where}; expected finite numbers"
+        )
+    return mn, mx
+
+
+def validate_array(arr: Any, spec: dict[str, Any], what: str) -> np.ndarray:
+    """Check ``arr`` against one input spec of signature.json and return it as C-contiguous float32.
+
+    Checks the number of dimensions and every non-batch dimension, a numeric dtype,
+    at least one row, finite values and the spec's ``range``. No copy when ``arr`` is
+    already C-contiguous float32.
+    """
+    arr = np.asarray(arr)
+    expected = list(spec["shape"])
+    if arr.dtype.kind not in "iuf":
+        raise InvalidInput(f"{what} must be a numeric array, got dtype {arr.dtype}")
+    ok_shape = arr.ndim == len(expected) and all(e in (-1, None) or e == a for e, a in zip(expected, arr.shape))
+    if not ok_shape:
+        got = _shape_text(arr.shape) if arr.ndim else "a scalar"
+        raise InvalidInput(f"{what} must have shape {_shape_text(expected)}, got {got}")
+    if arr.shape[0] == 0:
+        raise InvalidInput(f"{what} must hold at least one row, got shape {_shape_text(arr.shape)}")
+    target = np.dtype(spec.get("dtype") or "float32")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=target)
+    bounds = spec.get("range")
+    if out.dtype.kind == "f":
+        mn, mx = _min_max(out, what)
+    elif bounds is not None:
+        mn, mx = float(out.min()), float(out.max())
+    if bounds is not None:
+        lo, hi = bounds
+        if mn < lo or mx > hi:
+            hint = "; integer pixels 0..255 must be divided by 255" if arr.dtype.kind in "iu" and hi <= 1 < mx else ""
+            raise InvalidInput(f"{what} values must be within [{lo}, {hi}], got min {mn:g} and max {mx:g}{hint}")
+    return out
+
+
+def normalize_pixels(arr: Any, what: str = "images") -> np.ndarray:
+    """Pixels to float32 in [0, 1] by the documented rule.
+
+    Integer dtypes mean 0..255 and are divided by 255 (values outside -> InvalidInput);
+    float dtypes must already be finite and within [0, 1]. No copy for float32 input.
+    """
+    arr = np.asarray(arr)
+    kind = arr.dtype.kind
+    if kind in "iu":
+        if arr.size:
+            mn, mx = int(arr.min()), int(arr.max())
+            if mn < 0 or mx > 255:
+                raise InvalidInput(f"integer {what} must be within 0..255, got min {mn} and max {mx}")
+        out = arr.astype(np.float32)
+        out /= 255.0
+        return out
+    if kind == "f":
+        out = np.asarray(arr, dtype=np.float32)
+        if out.size:
+            mn, mx = _min_max(out, what)
+            if mn < 0.0 or mx > 1.0:
+                raise InvalidInput(
+                    f"float {what} must be within [0, 1], got min {mn:g} and max {mx:g}; "
+                    "send integers 0..255 or scale floats to [0, 1]"
+                )
+        return out
+    raise InvalidInput(f"{what} must be numbers (integers 0..255 or floats in [0, 1]), got dtype {arr.dtype}")
+
+
+def _json_numbers(obj: Any, what: str, integral_dtype: Any, float_dtype: Any) -> np.ndarray:
+    """Nested JSON lists of numbers as an array: ``integral_dtype`` when every value is a JSON int."""
+    if not isinstance(obj, (list, tuple)):
+        raise InvalidInput(f"{what} must be a nested list of numbers, got {type(obj).__name__}")
+    # Type check per innermost list with one C-level map: a 256 x 28 x 28 request is ~7k lists.
+    types: set[type] = set()
+    stack: list[Any] = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            if item and isinstance(item[0], (list, tuple)):
+                stack.extend(item)
+            else:
+                types.update(map(type, item))
+        else:
+            types.add(type(item))
+    if types & {list, tuple}:
+        raise InvalidInput(f"{what} must be a rectangular nested list (every row the same length)")
+    if not types <= {int, float}:
+        bad = sorted(t.__name__ if t is not type(None) else "null" for t in types - {int, float})
+        raise InvalidInput(f"{what} must contain only numbers, found {', '.join(bad)}")
+    try:
+        with np.errstate(over="ignore"):  # a float beyond float32 becomes inf, reported as non-finite later
+            return np.array(obj, dtype=float_dtype if float in types else integral_dtype)
+    except OverflowError:
+        raise InvalidInput(f"{what} holds an integer too large to represent") from None
+    except (ValueError, TypeError):
+        raise InvalidInput(f"{what} must be a rectangular nested list (every row the same length)") from None
+
+
+def pixels_from_json(obj: Any, what: str = "images") -> np.ndarray:
+    """Nested JSON lists of pixels as float32 in [0, 1].
+
+    All values JSON integers -> 0..255, divided by 255; any float present -> every value
+    must be in [0, 1]. Ragged lists, booleans, strings and nulls -> InvalidInput.
+    """
+    return normalize_pixels(_json_numbers(obj, what, np.int64, np.float32), what)
+
+
+def floats_from_json(obj: Any, what: str) -> np.ndarray:
+    """Nested JSON lists of numbers (ints or floats) as float32, e.g. latent points; finiteness is checked."""
+    arr = _json_numbers(obj, what, np.float32, np.float32)
+    if arr.size:
+        _min_max(arr, what)
+    return arr
+
+
+# --- the internal batch protocol (CONTRACTS.md): items in, one base64 row (or an error) out ---
+
+# An answer starting with this marks an item its batch could not serve; the rest is the message,
+# or INTERNAL_ITEM_ERROR when the cause must stay in the server log.
+ITEM_ERROR_PREFIX = "!"
+INTERNAL_ITEM_ERROR = "internal"
+
+
+def encode_items(store_name: str, rows: np.ndarray) -> list[dict[str, str]]:
+    """Request items for ``/internal/predict``: one ``{"model", "data"}`` per row of ``rows``."""
+    return [{"model": store_name, "data": array_to_b64(row)} for row in np.asarray(rows)]
+
+
+def split_outputs(signature: dict[str, Any], answers: Sequence[str]) -> list[np.ndarray]:
+    """Decode the batched path's answers (each row = all outputs concatenated) into one array per output.
+
+    Raises InvalidInput with the first item's message, or ServingError for an internal failure.
+    """
+    failed = [a for a in answers if a.startswith(ITEM_ERROR_PREFIX)]
+    if failed:
+        message = failed[0][len(ITEM_ERROR_PREFIX) :]
+        if message == INTERNAL_ITEM_ERROR:
+            raise ServingError("inference failed")
+        raise InvalidInput(message)
+    specs = signature["outputs"]
+    sizes = [math.prod(spec["shape"][1:]) for spec in specs]
+    if not answers:
+        return [np.zeros((0, *spec["shape"][1:]), dtype=np.float32) for spec in specs]
+    flat = np.stack([b64_to_array(a, (-1,)) for a in answers])
+    if flat.shape[1] != sum(sizes):
+        raise ServingError(f"answer rows hold {flat.shape[1]} values; the signature's outputs need {sum(sizes)}")
+    outputs, start = [], 0
+    for spec, size in zip(specs, sizes):
+        outputs.append(flat[:, start : start + size].reshape(len(answers), *spec["shape"][1:]))
+        start += size
+    return outputs
