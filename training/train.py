@@ -1,0 +1,177 @@
+"""Fit and evaluate one model and write its run directory.
+
+A run directory (``<out>/<public name>/``) holds everything export needs:
+
+```
+run.json            what was trained on what (the ``training`` metadata and more)
+metrics.json        test metrics (the ``metrics`` metadata)
+history.json        per-epoch training metrics
+model.keras         classifiers; VAEs write encoder.keras and decoder.keras
+parity_inputs.npy   test images (uint8) that export checks TF vs ONNX on
+reports/*.png
+```
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training import data
+from training.catalog import CLASSIFIERS, DIGIT_LABELS, FASHION_LABELS, NUM_CLASSES, dataset_of
+from training.profiles import Profile
+
+PARITY_INPUTS = 512  # test images kept for the export's TF-vs-ONNX check
+MIN_PARITY_INPUTS = 256
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that decides a run, after CLI overrides of the profile."""
+
+    profile: str
+    epochs: int
+    batch_size: int
+    seed: int
+    limit: int | None
+    test_limit: int | None
+    data_dir: str | None
+    verbose: int = 1
+
+    @classmethod
+    def from_profile(cls, profile: Profile, model: str, **overrides) -> TrainOptions:
+        """The profile's settings for ``model``; overrides that are None are ignored."""
+        values = {
+            "profile": profile.name,
+            "epochs": profile.epochs_for(model),
+            "batch_size": profile.batch_size,
+            "seed": profile.seed,
+            "limit": profile.limit,
+            "test_limit": profile.test_limit,
+            "data_dir": None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def train(name: str, options: TrainOptions, out: Path) -> dict:
+    """Train ``name``, write ``out/<name>/`` and return its run record (run.json)."""
+    import keras
+
+    run_dir = out / name
+    (run_dir / "reports").mkdir(parents=True, exist_ok=True)
+    split = data.load(
+        dataset_of(name), options.data_dir, seed=options.seed, limit=options.limit, test_limit=options.test_limit
+    )
+    if len(split.x_test) < MIN_PARITY_INPUTS:
+        raise ValueError(
+            f"{name}: the test set has {len(split.x_test)} images; the export's parity check needs >= {MIN_PARITY_INPUTS}"
+        )
+    keras.utils.set_random_seed(options.seed)
+
+    started = time.perf_counter()
+    if name in CLASSIFIERS:
+        history, metrics = _train_classifier(name, split, options, run_dir)
+    else:
+        history, metrics = _train_vae(name, split, options, run_dir)
+    seconds = time.perf_counter() - started
+
+    record = {
+        "model": name,
+        "dataset": dataset_of(name),
+        **asdict(options),
+        "train_size": int(len(split.x_train)),
+        "test_size": int(len(split.x_test)),
+        "train_seconds": round(seconds, 1),
+        "keras_version": keras.__version__,
+    }
+    np.save(run_dir / "parity_inputs.npy", split.x_test[:PARITY_INPUTS])
+    _write_json(run_dir / "history.json", history)
+    _write_json(run_dir / "metrics.json", metrics)
+    _write_json(run_dir / "run.json", record)
+    print(f"[train] {name}: {json.dumps(metrics)} in {seconds:.0f}s -> {run_dir}", flush=True)
+    return record
+
+
+def _history(fit_history) -> dict[str, list[float]]:
+    return {key: [float(v) for v in values] for key, values in fit_history.history.items()}
+
+
+def _train_classifier(name: str, split: data.Split, options: TrainOptions, run_dir: Path):
+    from training import classifiers, report
+
+    config = classifiers.CONFIGS[name]
+    model = classifiers.compile_classifier(classifiers.build(name, config), config)
+    fit = model.fit(
+        data.to_float(split.x_train),
+        split.y_train,
+        batch_size=options.batch_size,
+        epochs=options.epochs,
+        shuffle=True,
+        verbose=options.verbose,
+    )
+    model.save(run_dir / "model.keras")
+
+    # One pass over the test set gives the metrics and the confusion matrix.
+    probabilities = model.predict(data.to_float(split.x_test), batch_size=1024, verbose=0)
+    picked = probabilities[np.arange(len(split.y_test)), split.y_test]
+    predicted = probabilities.argmax(axis=1)
+    metrics = {
+        "test_accuracy": float(np.mean(predicted == split.y_test)),
+        "test_loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
+    }
+    history = _history(fit)
+    report.plot_confusion(
+        report.confusion_matrix(split.y_test, predicted, NUM_CLASSES),
+        DIGIT_LABELS,
+        run_dir / "reports" / "confusion_matrix.png",
+        f"{name}: test accuracy {metrics['test_accuracy']:.4f} ({len(split.y_test)} images)",
+    )
+    report.plot_curves(history, run_dir / "reports" / "training_curves.png", f"{name} ({options.profile})", metrics)
+    return history, metrics
+
+
+def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Path):
+    from keras import ops
+
+    from training import report, vae
+
+    config = vae.CONFIGS[name]
+    model = vae.build(name, config)
+    x_train = data.to_float(split.x_train)[..., None]
+    x_test = data.to_float(split.x_test)[..., None]
+    fit = model.fit(x_train, batch_size=options.batch_size, epochs=options.epochs, shuffle=True, verbose=options.verbose)
+    model.encoder.save(run_dir / "encoder.keras")
+    model.decoder.save(run_dir / "decoder.keras")
+
+    results = model.evaluate(x_test, batch_size=1024, verbose=0, return_dict=True)
+    metrics = {
+        "test_reconstruction": float(results["reconstruction_loss"]),
+        "test_kl": float(results["kl_loss"]),
+        "test_loss": float(results["loss"]),
+    }
+    history = _history(fit)
+
+    n, scale = 30, 2.0
+    z_grid = report.manifold_latents(config.base_vector(), config.manifold_dims, n=n, scale=scale)
+    # One batched decode of all n*n points (the seed made n*n predict calls).
+    decoded = ops.convert_to_numpy(model.decoder(z_grid, training=False))
+    report.plot_manifold(
+        report.tile(decoded, n), n, scale, config.manifold_dims, config.base_vector(),
+        run_dir / "reports" / "manifold.png", f"{name}: decoded latent grid",
+    )
+    z_mean = ops.convert_to_numpy(model.encoder.predict(x_test, batch_size=1024, verbose=0)[0])
+    report.plot_latent_scatter(
+        z_mean, split.y_test, FASHION_LABELS, run_dir / "reports" / "latent_clusters.png",
+        f"{name}: test-set z_mean by class",
+    )
+    report.plot_curves(history, run_dir / "reports" / "training_curves.png", f"{name} ({options.profile})", metrics)
+    return history, metrics
+
+
+def _write_json(path: Path, payload) -> None:
+    path.write_text(json.dumps(payload, indent=2) + "\n")
