@@ -238,7 +238,10 @@ def validate_array(arr: Any, spec: dict[str, Any], what: str) -> np.ndarray:
     at least one row, finite values and the spec's ``range``. No copy when ``arr`` is
     already C-contiguous float32.
     """
-    arr = np.asarray(arr)
+    try:
+        arr = np.asarray(arr)
+    except ValueError:  # ragged nested sequences
+        raise InvalidInput(f"{what} must be a rectangular array (every row the same length)") from None
     expected = list(spec["shape"])
     if arr.dtype.kind not in "iuf":
         raise InvalidInput(f"{what} must be a numeric array, got dtype {arr.dtype}")

@@ -1,0 +1,471 @@
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import numpy as np
+import pytest
+
+from serving import codec
+from serving.codec import (
+    array_to_b64,
+    array_to_npy,
+    array_to_tensor_proto,
+    b64_to_array,
+    encode_items,
+    floats_from_json,
+    normalize_pixels,
+    npy_to_array,
+    pixels_from_json,
+    split_outputs,
+    tensor_proto_to_array,
+    validate_array,
+)
+from serving.errors import InvalidInput, PayloadTooLarge, ServingError
+
+IMAGES = {"name": "images", "dtype": "float32", "shape": [-1, 28, 28], "range": [0.0, 1.0]}
+LATENT = {"name": "z", "dtype": "float32", "shape": [-1, 2], "range": None}
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def pb():
+    pytest.importorskip("tensorflow")
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    return tensor_pb2, tensor_shape_pb2, types_pb2
+
+
+def sample(dtype: str, shape=(2, 3, 4)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "f":
+        return (rng.standard_normal(shape) * 10).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -1000), min(info.max, 1000), size=shape, endpoint=True).astype(dtype)
+
+
+# --- .npy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32", "float64", "int64", ">f4", "bool"])
+def test_npy_round_trip(dtype):
+    arr = (np.arange(24).reshape(2, 3, 4) % 2).astype(dtype) if dtype == "bool" else np.arange(24).reshape(2, 3, 4).astype(dtype)
+    out = npy_to_array(array_to_npy(arr), MiB)
+    assert out.dtype == arr.dtype and out.shape == arr.shape
+    np.testing.assert_array_equal(out, arr)
+
+
+def test_npy_is_a_view_of_the_body_not_a_copy():
+    data = array_to_npy(np.ones((100, 28, 28), dtype=np.uint8))
+    out = npy_to_array(data, MiB)
+    assert np.shares_memory(out, np.frombuffer(data, dtype=np.uint8))
+
+
+def test_npy_fortran_order_is_honoured():
+    arr = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    np.testing.assert_array_equal(npy_to_array(array_to_npy(arr), MiB), arr)
+
+
+def test_npy_reads_what_np_load_reads_for_numpy_save_output():
+    arr = np.random.default_rng(1).random((5, 28, 28)).astype(np.float32)
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    np.testing.assert_array_equal(npy_to_array(buf.getvalue(), MiB), np.load(io.BytesIO(buf.getvalue())))
+
+
+def test_npy_pickle_is_refused():
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidInput, match="pickled .npy is not accepted"):
+        npy_to_array(buf.getvalue(), MiB)
+
+
+@pytest.mark.parametrize("body", [b"", b"not an npy at all", b"\x93NUMPY\x01\x00garbage", np.ones(3).tobytes()])
+def test_npy_garbage_is_invalid_input(body):
+    with pytest.raises(InvalidInput, match="not a valid .npy"):
+        npy_to_array(body, MiB)
+
+
+def test_npy_truncated_data_is_invalid_input():
+    data = array_to_npy(np.ones((10, 28, 28), dtype=np.float32))
+    with pytest.raises(InvalidInput, match="truncated"):
+        npy_to_array(data[:-1], MiB)
+
+
+@pytest.mark.parametrize("arr", [np.array(["a", "b"]), np.ones(3, dtype=np.complex64), np.zeros(2, dtype="datetime64[s]")])
+def test_npy_non_numeric_dtype_is_invalid_input(arr):
+    with pytest.raises(InvalidInput, match="plain numeric array"):
+        npy_to_array(array_to_npy(arr), MiB)
+
+
+def test_npy_size_limit():
+    data = array_to_npy(np.zeros((10, 28, 28), dtype=np.uint8))
+    assert npy_to_array(data, len(data)).shape == (10, 28, 28)
+    with pytest.raises(PayloadTooLarge, match=str(len(data) - 1)):
+        npy_to_array(data, len(data) - 1)
+
+
+# --- base64 rows ----------------------------------------------------------------------
+
+
+def test_b64_round_trip_and_wire_format():
+    arr = np.random.default_rng(2).random((28, 28)).astype(np.float32)
+    s = array_to_b64(arr)
+    # The contract: base64 of little-endian row-major float32 bytes.
+    assert base64.b64decode(s) == arr.astype("<f4").tobytes(order="C")
+    out = b64_to_array(s, (28, 28))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, arr)
+
+
+def test_b64_converts_other_dtypes_and_layouts():
+    arr = np.arange(6, dtype=np.float64).reshape(2, 3).T  # non-contiguous float64
+    np.testing.assert_array_equal(b64_to_array(array_to_b64(arr), (3, 2)), arr.astype(np.float32))
+    assert b64_to_array(array_to_b64(arr), (-1,)).shape == (6,)
+
+
+@pytest.mark.parametrize(("s", "match"), [("***", "base64"), (base64.b64encode(b"abc").decode(), "whole number"), (array_to_b64(np.zeros(5)), "do not fit")])
+def test_b64_bad_payloads(s, match):
+    with pytest.raises(InvalidInput, match=match):
+        b64_to_array(s, (2, 2))
+
+
+def test_encode_items_and_split_outputs_round_trip():
+    signature = {"outputs": [{"name": "z_mean", "shape": [-1, 2]}, {"name": "z_log_var", "shape": [-1, 2]}]}
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    items = encode_items("fashion-vae2-encoder", rows)
+    assert [i["model"] for i in items] == ["fashion-vae2-encoder"] * 3
+    z_mean, z_log_var = split_outputs(signature, [i["data"] for i in items])
+    np.testing.assert_array_equal(z_mean, rows[:, :2])
+    np.testing.assert_array_equal(z_log_var, rows[:, 2:])
+
+
+def test_split_outputs_reshapes_and_surfaces_item_errors():
+    signature = {"outputs": [{"name": "images", "shape": [-1, 2, 2, 1]}]}
+    good = array_to_b64(np.arange(4))
+    (images,) = split_outputs(signature, [good, good])
+    assert images.shape == (2, 2, 2, 1)
+    with pytest.raises(InvalidInput, match="bad row"):
+        split_outputs(signature, [good, codec.ITEM_ERROR_PREFIX + "bad row"])
+    with pytest.raises(ServingError) as info:
+        split_outputs(signature, [codec.ITEM_ERROR_PREFIX + codec.INTERNAL_ITEM_ERROR])
+    assert not isinstance(info.value, InvalidInput)
+    with pytest.raises(ServingError, match="need 4"):
+        split_outputs(signature, [array_to_b64(np.arange(3))])
+
+
+# --- TensorProto ----------------------------------------------------------------------
+
+DTYPES = ["float32", "float64", "float16", "int32", "int64", "uint8"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tensor_content_from_tf_decodes_like_make_ndarray(tf, dtype):
+    arr = sample(dtype)
+    proto = tf.make_tensor_proto(arr)
+    assert proto.tensor_content  # the fast path is what is under test
+    out = tensor_proto_to_array(proto)
+    expected = tf.make_ndarray(proto)
+    assert out.dtype == expected.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_our_protos_decode_with_make_ndarray(tf, dtype):
+    arr = sample(dtype)
+    proto = array_to_tensor_proto(arr)
+    expected = tf.make_ndarray(proto)
+    assert expected.dtype == arr.dtype
+    np.testing.assert_array_equal(expected, arr)
+    assert proto.dtype == tf.dtypes.as_dtype(arr.dtype).as_datatype_enum
+    assert [d.size for d in proto.tensor_shape.dim] == list(arr.shape)
+    np.testing.assert_array_equal(tensor_proto_to_array(proto), arr)
+
+
+def _val_proto(pb, dtype: str, shape, values):
+    tensor_pb2, tensor_shape_pb2, types_pb2 = pb
+    enum, field = {
+        "float32": (types_pb2.DT_FLOAT, "float_val"),
+        "float64": (types_pb2.DT_DOUBLE, "double_val"),
+        "float16": (types_pb2.DT_HALF, "half_val"),
+        "int32": (types_pb2.DT_INT32, "int_val"),
+        "int64": (types_pb2.DT_INT64, "int64_val"),
+        "uint8": (types_pb2.DT_UINT8, "int_val"),
+    }[dtype]
+    proto = tensor_pb2.TensorProto(
+        dtype=enum,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in shape]),
+    )
+    if dtype == "float16":  # half_val carries the bit patterns
+        values = np.asarray(values, dtype=np.float16).view(np.uint16).astype(int).tolist()
+    getattr(proto, field).extend(values)
+    return proto
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_typed_val_fields_decode_like_make_ndarray(tf, pb, dtype):
+    arr = sample(dtype)
+    proto = _val_proto(pb, dtype, arr.shape, arr.ravel().tolist())
+    assert not proto.tensor_content
+    out = tensor_proto_to_array(proto)
+    expected = tf.make_ndarray(proto)
+    assert out.dtype == expected.dtype
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, arr)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_short_val_list_broadcasts_like_tf(tf, pb, dtype):
+    for values in ([7], [1, 2, 3]):
+        proto = _val_proto(pb, dtype, (2, 3), values)
+        np.testing.assert_array_equal(tensor_proto_to_array(proto), tf.make_ndarray(proto))
+    empty = _val_proto(pb, dtype, (2, 2), [])
+    np.testing.assert_array_equal(tensor_proto_to_array(empty), tf.make_ndarray(empty))
+
+
+def test_scalar_made_by_tf_broadcasts(tf):
+    proto = tf.make_tensor_proto(0.25, shape=[2, 28, 28])
+    out = tensor_proto_to_array(proto)
+    assert out.shape == (2, 28, 28) and (out == 0.25).all()
+    proto16 = tf.make_tensor_proto(np.float16(1.5), shape=[3])
+    np.testing.assert_array_equal(tensor_proto_to_array(proto16), tf.make_ndarray(proto16))
+
+
+def test_bool_proto(tf):
+    proto = tf.make_tensor_proto([True, False, True])
+    np.testing.assert_array_equal(tensor_proto_to_array(proto), [True, False, True])
+
+
+def test_unsupported_dtype_is_named(tf):
+    proto = tf.make_tensor_proto(np.array([b"a", b"b"], dtype=object))
+    with pytest.raises(InvalidInput, match="DT_STRING"):
+        tensor_proto_to_array(proto)
+    with pytest.raises(InvalidInput, match="DT_COMPLEX64"):
+        tensor_proto_to_array(tf.make_tensor_proto(np.ones(2, dtype=np.complex64)))
+    with pytest.raises(InvalidInput, match="complex64"):
+        array_to_tensor_proto(np.ones(2, dtype=np.complex64))
+
+
+def test_content_length_mismatch(tf):
+    proto = tf.make_tensor_proto(np.ones((2, 3), dtype=np.float32))
+    proto.tensor_shape.dim[0].size = 3
+    with pytest.raises(InvalidInput, match="needs 36"):
+        tensor_proto_to_array(proto)
+
+
+def test_too_many_values(pb):
+    with pytest.raises(InvalidInput, match="holds only 2"):
+        tensor_proto_to_array(_val_proto(pb, "float32", (2,), [1.0, 2.0, 3.0]))
+
+
+def test_value_out_of_dtype_range(pb):
+    with pytest.raises(InvalidInput, match="uint8"):
+        tensor_proto_to_array(_val_proto(pb, "uint8", (2,), [1, 300]))
+
+
+def test_unknown_dims_and_rank(pb):
+    proto = _val_proto(pb, "float32", (-1, 2), [1.0])
+    with pytest.raises(InvalidInput, match="unknown dimensions"):
+        tensor_proto_to_array(proto)
+    proto = _val_proto(pb, "float32", (), [1.0])
+    proto.tensor_shape.unknown_rank = True
+    with pytest.raises(InvalidInput, match="unknown rank"):
+        tensor_proto_to_array(proto)
+
+
+def test_broadcast_bomb_is_refused(pb):
+    proto = _val_proto(pb, "float32", (100_000, 28, 28), [0.0])
+    with pytest.raises(PayloadTooLarge):
+        tensor_proto_to_array(proto)
+    assert tensor_proto_to_array(proto, max_elements=100_000 * 28 * 28).shape == (100_000, 28, 28)
+    with pytest.raises(PayloadTooLarge):
+        tensor_proto_to_array(_val_proto(pb, "float32", (4, 28, 28), [0.0]), max_elements=1000)
+
+
+def test_scalar_and_empty_tensors(tf):
+    scalar = array_to_tensor_proto(np.float32(3.5))
+    assert tensor_proto_to_array(scalar).shape == () and float(tensor_proto_to_array(scalar)) == 3.5
+    empty = array_to_tensor_proto(np.zeros((0, 28, 28), dtype=np.float32))
+    np.testing.assert_array_equal(tensor_proto_to_array(empty), tf.make_ndarray(empty))
+
+
+def test_big_endian_array_encodes_correctly(tf):
+    arr = np.arange(6, dtype=">f4").reshape(2, 3)
+    np.testing.assert_array_equal(tf.make_ndarray(array_to_tensor_proto(arr)), arr)
+
+
+# --- validate_array -------------------------------------------------------------------
+
+
+def test_validate_passes_float32_through_without_copy():
+    arr = np.random.default_rng(3).random((4, 28, 28)).astype(np.float32)
+    assert validate_array(arr, IMAGES, "images") is arr
+
+
+def test_validate_converts_to_contiguous_float32():
+    arr = np.random.default_rng(3).random((28, 28, 4)).transpose(2, 0, 1)  # float64, not contiguous
+    out = validate_array(arr, IMAGES, "images")
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_allclose(out, arr, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "got"),
+    [((3, 28, 27), "3 x 28 x 27"), ((28, 28), "28 x 28"), ((2, 28, 28, 1), "2 x 28 x 28 x 1"), ((), "a scalar")],
+)
+def test_validate_shape_message(shape, got):
+    with pytest.raises(InvalidInput) as info:
+        validate_array(np.zeros(shape, dtype=np.float32), IMAGES, "images")
+    assert str(info.value) == f"images must have shape N x 28 x 28, got {got}"
+
+
+def test_validate_rejects_ragged_sequences():
+    with pytest.raises(InvalidInput, match="rectangular"):
+        validate_array([[0.0, 1.0], [0.0]], LATENT, "z")
+
+
+def test_validate_rejects_empty_batch():
+    with pytest.raises(InvalidInput, match="at least one row"):
+        validate_array(np.zeros((0, 28, 28), dtype=np.float32), IMAGES, "images")
+
+
+@pytest.mark.parametrize("dtype", ["bool", "complex64", "<U1", "object"])
+def test_validate_rejects_non_numeric(dtype):
+    with pytest.raises(InvalidInput, match="numeric"):
+        validate_array(np.zeros((1, 28, 28), dtype=dtype), IMAGES, "images")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e39])
+def test_validate_rejects_non_finite_and_says_where(bad):
+    arr = np.zeros((2, 2), dtype=np.float64)
+    arr[1, 0] = bad
+    with pytest.raises(InvalidInput, match=r"z contains 1 non-finite value.*index \[1, 0\]"):
+        validate_array(arr, LATENT, "z")
+
+
+def test_validate_range_reports_observed_min_max():
+    arr = np.full((1, 28, 28), 0.5, dtype=np.float32)
+    arr[0, 0, 0], arr[0, 1, 1] = -0.25, 1.5
+    with pytest.raises(InvalidInput) as info:
+        validate_array(arr, IMAGES, "images")
+    assert str(info.value) == "images values must be within [0.0, 1.0], got min -0.25 and max 1.5"
+
+
+def test_validate_range_hints_at_unscaled_integers():
+    with pytest.raises(InvalidInput, match="divided by 255"):
+        validate_array(np.full((1, 28, 28), 255, dtype=np.uint8), IMAGES, "images")
+
+
+def test_validate_unbounded_spec_accepts_any_finite_value():
+    out = validate_array([[1e6, -1e6]], LATENT, "z")
+    assert out.dtype == np.float32 and out.shape == (1, 2)
+
+
+# --- pixels ---------------------------------------------------------------------------
+
+
+def test_normalize_integer_pixels():
+    out = normalize_pixels(np.array([[0, 51, 255]], dtype=np.uint8))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.0, 0.2, 1.0]])
+    np.testing.assert_allclose(normalize_pixels(np.array([0, 255], dtype=np.int64)), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("values", [[0, 256], [-1, 3]])
+def test_normalize_integer_out_of_range(values):
+    with pytest.raises(InvalidInput, match="0..255"):
+        normalize_pixels(np.array(values, dtype=np.int32))
+
+
+def test_normalize_float_pixels_unchanged_and_not_copied():
+    arr = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    assert normalize_pixels(arr) is arr
+    assert normalize_pixels(arr.astype(np.float64)).dtype == np.float32
+
+
+@pytest.mark.parametrize("values", [[0.0, 255.0], [0.5, 1.0001], [-0.1, 0.5]])
+def test_normalize_float_out_of_range_suggests_fix(values):
+    with pytest.raises(InvalidInput, match="send integers 0..255 or scale floats to \\[0, 1\\]"):
+        normalize_pixels(np.array(values, dtype=np.float32))
+
+
+def test_normalize_rejects_nan_and_strings():
+    with pytest.raises(InvalidInput, match="non-finite"):
+        normalize_pixels(np.array([0.5, np.nan]))
+    with pytest.raises(InvalidInput, match="numbers"):
+        normalize_pixels(np.array(["1"]))
+
+
+def test_pixels_from_json_integer_rule():
+    out = pixels_from_json([[0, 255], [51, 102]])
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.0, 1.0], [0.2, 0.4]])
+    # All-integer JSON is always the 0..255 scale, even when every value is 0 or 1.
+    np.testing.assert_allclose(pixels_from_json([[0, 1]]), [[0.0, 1 / 255]])
+
+
+def test_pixels_from_json_float_rule():
+    np.testing.assert_allclose(pixels_from_json([[0.0, 1], [0.5, 0]]), [[0.0, 1.0], [0.5, 0.0]])
+    with pytest.raises(InvalidInput, match=r"\[0, 1\]"):
+        pixels_from_json([[0.5, 200]])
+
+
+def test_pixels_from_json_image_batch_shape():
+    images = np.random.default_rng(4).integers(0, 256, (3, 28, 28))
+    out = pixels_from_json(images.tolist())
+    assert out.shape == (3, 28, 28)
+    assert validate_array(out, IMAGES, "images") is out
+
+
+@pytest.mark.parametrize(
+    ("obj", "match"),
+    [
+        ([[1, 2], [3]], "rectangular"),
+        ([1, [2]], "rectangular"),
+        ([[[1, 2]], [3, 4]], "rectangular"),
+        ([[1, True]], "bool"),
+        ([["1", 2]], "str"),
+        ([[None, 2]], "null"),
+        ([[{"a": 1}]], "dict"),
+        (5, "nested list"),
+        ("abc", "nested list"),
+        ([[2**80]], "too large"),
+    ],
+)
+def test_pixels_from_json_rejects(obj, match):
+    with pytest.raises(InvalidInput, match=match):
+        pixels_from_json(obj)
+
+
+def test_floats_from_json():
+    out = floats_from_json([[0, 1.5], [-2, 3]], "z")
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [[0.0, 1.5], [-2.0, 3.0]])
+    assert floats_from_json([0.5, 1], "z").shape == (2,)
+    with pytest.raises(InvalidInput, match="z contains 1 non-finite"):
+        floats_from_json([[float("nan"), 0.0]], "z")
+    with pytest.raises(InvalidInput, match="bool"):
+        floats_from_json([[False, 0.0]], "z")
+
+
+def test_codec_does_not_import_tensorflow_for_the_http_path():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from serving import codec;"
+        "codec.validate_array(codec.pixels_from_json([[[0]*28]*28]), "
+        "{'shape': [-1, 28, 28], 'dtype': 'float32', 'range': [0, 1]}, 'images');"
+        "codec.npy_to_array(codec.array_to_npy(np.zeros(3)), 1000);"
+        "print('tensorflow' in sys.modules)"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
