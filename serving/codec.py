@@ -124,6 +124,16 @@ def tf_dtype(numpy_dtype: Any) -> int:
         raise InvalidInput(f"dtype {numpy_dtype!r} has no TensorFlow equivalent here") from e
 
 
+def tf_dtype(name: str) -> int:
+    """The ``types_pb2.DataType`` enum for a numpy dtype name from signature.json (``"float32"`` -> DT_FLOAT)."""
+    _, from_numpy = _dtype_tables()
+    try:
+        return from_numpy[np.dtype(name)]
+    except (KeyError, TypeError) as e:
+        # signature.json is ours, so an unknown dtype there is a server fault, not the caller's.
+        raise ServingError(f"dtype {name!r} has no TensorFlow DataType this server supports") from e
+
+
 def _dtype_name(dt: int) -> str:
     from tensorflow.core.framework import types_pb2
 

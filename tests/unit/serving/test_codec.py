@@ -253,6 +253,15 @@ def test_unsupported_dtype_is_named(tf):
         array_to_tensor_proto(np.ones(2, dtype=np.complex64))
 
 
+def test_tf_dtype_names(tf):
+    for name in DTYPES + ["bool"]:
+        assert codec.tf_dtype(name) == tf.dtypes.as_dtype(name).as_datatype_enum
+    with pytest.raises(ServingError):
+        codec.tf_dtype("complex64")
+    with pytest.raises(ServingError):
+        codec.tf_dtype("no-such-type")
+
+
 def test_content_length_mismatch(tf):
     proto = tf.make_tensor_proto(np.ones((2, 3), dtype=np.float32))
     proto.tensor_shape.dim[0].size = 3
