@@ -1,0 +1,196 @@
+"""The client interface both transports implement, its result type and shared input handling."""
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import (
+    ClientError,
+    DeadlineExceededError,
+    InvalidRequestError,
+    NotFoundError,
+    ServerError,
+    UnavailableError,
+)
+
+__all__ = [
+    "CLASSIFIERS",
+    "GENERATORS",
+    "DEFAULT_CLASSIFIER",
+    "DEFAULT_GENERATOR",
+    "Client",
+    "Prediction",
+    "ClientError",
+    "DeadlineExceededError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "ServerError",
+    "UnavailableError",
+]
+
+# Public model names (docs/CONTRACTS.md); the server maps them to store names.
+CLASSIFIERS = ("lstm", "stacked-lstm", "simple-rnn-cell", "lstm-cell", "dense-rnn", "gated-rnn", "custom-lstm")
+GENERATORS = ("vae2", "vae4")
+DEFAULT_CLASSIFIER = "lstm"
+DEFAULT_GENERATOR = "vae2"
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.1
+# The server's default row limit per request (SERVING_MAX_IMAGES_PER_REQUEST, SERVING_MAX_GENERATE_N);
+# clients split bigger inputs into requests of at most this many rows.
+DEFAULT_MAX_BATCH_ROWS = 256
+
+PathOrBytes = str | os.PathLike[str] | bytes
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """One classified image: the winning label, all class probabilities, and which model answered."""
+
+    label: int
+    probabilities: np.ndarray
+    model: str
+    version: str
+
+    def top(self, k: int = 3) -> list[tuple[int, float]]:
+        """The ``k`` most probable ``(label, probability)`` pairs, most probable first."""
+        return top_k(self.probabilities, k)
+
+
+def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
+    """The ``k`` most probable ``(label, probability)`` pairs of one probability row, most probable first."""
+    probs = np.asarray(probabilities, dtype=np.float64).ravel()
+    # Stable sort on the negated values keeps the lower label first on ties, like argmax.
+    order = np.argsort(-probs, kind="stable")[: max(0, k)]
+    return [(int(i), float(probs[i])) for i in order]
+
+
+class Client(abc.ABC):
+    """A connection to the inference service; use it as a context manager or call :meth:`close`.
+
+    Every method raises a :class:`ClientError` subclass on failure: :class:`InvalidRequestError`,
+    :class:`NotFoundError`, :class:`UnavailableError` (after retries) or :class:`ServerError`.
+    """
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection."""
+
+    @abc.abstractmethod
+    def classify(self, images: Any, model: str | None = None) -> list[Prediction]:
+        """Classify N x 28 x 28 images (or one 28 x 28); floats in [0, 1] or integers 0..255."""
+
+    @abc.abstractmethod
+    def classify_image(self, image: PathOrBytes, model: str | None = None) -> Prediction:
+        """Classify one image file (PNG/JPEG, any size), given as a path or its bytes."""
+
+    @abc.abstractmethod
+    def classify_bulk(self, images: Any, model: str | None = None) -> np.ndarray:
+        """Class probabilities (N x 10 float32) for many images, sent as binary arrays."""
+
+    @abc.abstractmethod
+    def generate(self, z: Any, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+        """Decode latent points (N x latent_dim, or one point) into N x 28 x 28 float32 images."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, seed: int, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+        """Decode ``n`` standard-normal latent points drawn with ``seed``; N x 28 x 28 float32."""
+
+    @abc.abstractmethod
+    def manifold(
+        self,
+        model: str = DEFAULT_GENERATOR,
+        n: int = 30,
+        scale: float = 2.0,
+        dims: Sequence[int] = (0, 1),
+        fixed: Sequence[float] | None = None,
+    ) -> bytes:
+        """PNG of an n x n grid decoded over [-scale, scale] along latent ``dims``, others at ``fixed``."""
+
+    @abc.abstractmethod
+    def models(self) -> list[dict[str, Any]]:
+        """The served models: name, store_name, version, task, signature, ..."""
+
+    @abc.abstractmethod
+    def health(self) -> dict[str, bool]:
+        """``{"live": bool, "ready": bool}``; never raises for an unreachable server."""
+
+
+def image_batch(images: Any) -> np.ndarray:
+    """Images as an N x H x W array: float32, or integers (meaning 0..255) kept as uint8."""
+    try:
+        arr = np.asarray(images)
+    except ValueError as e:  # ragged nested lists
+        raise InvalidRequestError(f"images must be a rectangular N x H x W array: {e}") from e
+    if arr.ndim == 2:
+        arr = arr[np.newaxis]
+    if arr.ndim != 3:
+        raise InvalidRequestError(f"images must be one H x W image or N x H x W images, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InvalidRequestError("no images given")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise InvalidRequestError(
+                f"integer pixels must be within 0..255, got {arr.min()}..{arr.max()}; or send floats in [0, 1]"
+            )
+        return arr.astype(np.uint8, copy=False)
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32, copy=False)
+        if not np.isfinite(arr).all():
+            raise InvalidRequestError("images contain NaN or infinite values")
+        return arr
+    raise InvalidRequestError(f"images must be numbers, got dtype {arr.dtype}")
+
+
+def unit_float(batch: np.ndarray) -> np.ndarray:
+    """A batch from :func:`image_batch` as float32 in [0, 1] (uint8 pixels divided by 255)."""
+    if batch.dtype == np.uint8:
+        return batch.astype(np.float32) / np.float32(255.0)
+    return batch
+
+
+def latent_batch(z: Any) -> np.ndarray:
+    """Latent points as float32 N x latent_dim (one point becomes N = 1)."""
+    try:
+        arr = np.asarray(z, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidRequestError(f"z must be numbers, N x latent_dim: {e}") from e
+    if arr.ndim == 1:
+        arr = arr[np.newaxis]
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidRequestError(f"z must be one latent point or N x latent_dim points, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidRequestError("z contains NaN or infinite values")
+    return arr
+
+
+def chunks(n: int, size: int) -> list[slice]:
+    """Slices covering ``range(n)`` in order, each at most ``size`` long."""
+    size = max(1, size)
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def read_image(image: PathOrBytes) -> tuple[bytes, str]:
+    """An image argument as ``(bytes, filename)``; raises InvalidRequestError for unreadable paths."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image), "image"
+    path = Path(image)
+    try:
+        return path.read_bytes(), path.name
+    except OSError as e:
+        raise InvalidRequestError(f"cannot read image file {str(path)!r}: {e.strerror or e}") from e

@@ -1,0 +1,357 @@
+"""The gRPC client: TensorFlow Serving's PredictionService plus the standard health service.
+
+tensorflow_serving's messages pull in TensorFlow (seconds to import), so they are imported
+on the first RPC that needs them, never at module import.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+import numpy as np
+
+from .base import (
+    CLASSIFIERS,
+    DEFAULT_BACKOFF,
+    DEFAULT_CLASSIFIER,
+    DEFAULT_GENERATOR,
+    DEFAULT_MAX_BATCH_ROWS,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    GENERATORS,
+    Client,
+    PathOrBytes,
+    Prediction,
+    chunks,
+    image_batch,
+    latent_batch,
+    read_image,
+    unit_float,
+)
+from .errors import ClientError, InvalidRequestError, NotFoundError, ServerError, class_for_http_status, error_from_grpc
+from .retry import RetryPolicy
+
+DEFAULT_TARGET = "127.0.0.1:8500"
+DEFAULT_MAX_MESSAGE_BYTES = 16 << 20
+# Room for the protobuf framing around the tensor bytes when splitting big requests.
+MESSAGE_HEADROOM = 64 << 10
+# The server's default decompression-bomb guard for uploads (SERVING_MAX_IMAGE_PIXELS).
+DEFAULT_MAX_IMAGE_PIXELS = 16_000_000
+
+SIGNATURE_NAME = "serving_default"
+CLASSIFIER_INPUT, CLASSIFIER_OUTPUT = "images", "probabilities"
+DECODER_INPUT, DECODER_OUTPUT = "z", "images"
+
+_DTYPE_NAMES = {
+    "DT_FLOAT": "float32",
+    "DT_DOUBLE": "float64",
+    "DT_HALF": "float16",
+    "DT_UINT8": "uint8",
+    "DT_INT8": "int8",
+    "DT_INT32": "int32",
+    "DT_INT64": "int64",
+    "DT_BOOL": "bool",
+    "DT_STRING": "string",
+}
+
+
+def store_name(model: str, task: str) -> str:
+    """The store name serving a public model name for ``task`` ("classification" or "generation").
+
+    Names that already are store names (``mnist-...``, ``fashion-...``) pass through unchanged.
+    """
+    own, other, prefix, suffix = (
+        (CLASSIFIERS, GENERATORS, "mnist-", "")
+        if task == "classification"
+        else (GENERATORS, CLASSIFIERS, "fashion-", "-decoder")
+    )
+    if model in own:
+        return f"{prefix}{model}{suffix}"
+    if model in other:
+        raise InvalidRequestError(f"model {model!r} cannot do {task}; expected one of {', '.join(own)}")
+    if model.startswith(("mnist-", "fashion-")):
+        return model
+    raise NotFoundError(f"unknown model {model!r}; expected one of {', '.join(CLASSIFIERS + GENERATORS)}")
+
+
+def public_name(store: str) -> str:
+    """The public name of a store name (``mnist-lstm`` -> ``lstm``, ``fashion-vae2-decoder`` -> ``vae2``)."""
+    if store.startswith("mnist-"):
+        return store[len("mnist-") :]
+    if store.startswith("fashion-"):
+        return store[len("fashion-") :].removesuffix("-decoder").removesuffix("-encoder")
+    return store
+
+
+def _spec_version(spec: Any) -> str:
+    if spec.version_label:
+        return spec.version_label
+    if spec.HasField("version"):
+        return str(spec.version.value)
+    return ""
+
+
+def _tensor_infos(infos: Any) -> list[dict[str, Any]]:
+    from tensorflow.core.framework import types_pb2  # loaded already by tensorflow_serving
+
+    out = []
+    for name in sorted(infos):
+        info = infos[name]
+        dtype = types_pb2.DataType.Name(info.dtype)
+        shape = None if info.tensor_shape.unknown_rank else [int(d.size) for d in info.tensor_shape.dim]
+        out.append({"name": name, "dtype": _DTYPE_NAMES.get(dtype, dtype.lower()), "shape": shape})
+    return out
+
+
+def _row_bytes(signature: dict[str, Any], name: str, kind: str) -> int:
+    """Bytes of one batch row of tensor ``name`` (0 when the signature does not say)."""
+    for tensor in signature.get(kind, ()):
+        shape = tensor.get("shape")
+        if tensor["name"] == name and shape and all(d > 0 for d in shape[1:]):
+            itemsize = np.dtype(tensor["dtype"]).itemsize if tensor["dtype"] != "string" else 0
+            return int(np.prod(shape[1:], dtype=np.int64)) * itemsize
+    return 0
+
+
+def _local_error(e: Exception) -> ClientError:
+    # Local preprocessing raises serving.errors classes; map them as the server would.
+    from serving.errors import http_status
+
+    return class_for_http_status(http_status(e))(str(e))
+
+
+class GRPCClient(Client):
+    """Client for the TF-Serving-compatible gRPC API; model arguments are public names (``lstm``, ``vae2``).
+
+    Without a model, classification uses ``lstm`` and generation ``vae2``. Inputs are split
+    into Predict calls of at most ``max_batch_rows`` rows that fit ``max_message_bytes`` both
+    ways. ``Prediction.version`` is TF Serving's numeric version (``version_number`` in
+    ``GET /v1/models``). ``sleep`` exists for tests (a fake clock).
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        *,
+        backoff: float = DEFAULT_BACKOFF,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if max_message_bytes <= MESSAGE_HEADROOM:
+            raise ValueError(f"max_message_bytes must exceed {MESSAGE_HEADROOM}, got {max_message_bytes}")
+        self.target = target
+        self.timeout = timeout
+        self.retry = RetryPolicy(retries=retries, base=backoff)
+        self.max_message_bytes = max_message_bytes
+        self.max_image_pixels = max_image_pixels
+        self.max_batch_rows = max_batch_rows
+        self._sleep = sleep
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.max_receive_message_length", max_message_bytes),
+            ],
+        )
+        self._prediction_stub: Any = None
+        self._signatures: dict[str, dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"GRPCClient({self.target!r})"
+
+    def close(self) -> None:
+        self._channel.close()
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _stub(self) -> Any:
+        if self._prediction_stub is None:
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+            self._prediction_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        return self._prediction_stub
+
+    def _call(self, method: Callable[..., Any], request: Any) -> Any:
+        def once() -> Any:
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                code = e.code().name if isinstance(e, grpc.Call) else "UNKNOWN"
+                details = e.details() if isinstance(e, grpc.Call) else str(e)
+                raise error_from_grpc(code, details) from e
+
+        return self.retry.call(once, sleep=self._sleep)
+
+    def _signature(self, store: str) -> dict[str, Any]:
+        """The model's ``serving_default`` signature (inputs/outputs with dtype and shape), cached."""
+        if store not in self._signatures:
+            from tensorflow_serving.apis import get_model_metadata_pb2
+
+            request = get_model_metadata_pb2.GetModelMetadataRequest()
+            request.model_spec.name = store
+            request.metadata_field.append("signature_def")
+            response = self._call(self._stub().GetModelMetadata, request)
+            sigs = get_model_metadata_pb2.SignatureDefMap()
+            if "signature_def" not in response.metadata or not response.metadata["signature_def"].Unpack(sigs):
+                raise ServerError(f"GetModelMetadata for {store!r} returned no signature_def")
+            if SIGNATURE_NAME not in sigs.signature_def:
+                raise ServerError(f"model {store!r} has no {SIGNATURE_NAME!r} signature")
+            sig = sigs.signature_def[SIGNATURE_NAME]
+            self._signatures[store] = {
+                "signature_name": SIGNATURE_NAME,
+                "method_name": sig.method_name,
+                "inputs": _tensor_infos(sig.inputs),
+                "outputs": _tensor_infos(sig.outputs),
+                "version": _spec_version(response.model_spec),
+            }
+        return self._signatures[store]
+
+    def _predict(
+        self, store: str, input_name: str, array: np.ndarray, output_name: str, out_row_bytes: int = 0
+    ) -> tuple[np.ndarray, str]:
+        """One Predict per chunk of rows that fits the row limit and a message both ways; outputs concatenated."""
+        from serving.codec import array_to_tensor_proto, tensor_proto_to_array
+        from tensorflow_serving.apis import predict_pb2
+
+        fit = (self.max_message_bytes - MESSAGE_HEADROOM) // max(1, array[0].nbytes, out_row_bytes)
+        parts, version = [], ""
+        for rows in chunks(len(array), min(self.max_batch_rows, fit)):
+            chunk = np.ascontiguousarray(array[rows])
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = store
+            request.model_spec.signature_name = SIGNATURE_NAME
+            request.inputs[input_name].CopyFrom(array_to_tensor_proto(chunk))
+            response = self._call(self._stub().Predict, request)
+            if output_name not in response.outputs:
+                raise ServerError(f"Predict on {store!r} returned no {output_name!r} output")
+            part = tensor_proto_to_array(response.outputs[output_name])
+            if len(part) != len(chunk):
+                raise ServerError(f"sent {len(chunk)} rows to {store!r}, got {len(part)} back")
+            parts.append(part)
+            version = _spec_version(response.model_spec)
+        return np.concatenate(parts), version
+
+    # -- classification --------------------------------------------------------------------
+
+    def _classify(self, images: Any, model: str | None) -> tuple[np.ndarray, str, str]:
+        name = DEFAULT_CLASSIFIER if model is None else model
+        store = store_name(name, "classification")
+        probs, version = self._predict(store, CLASSIFIER_INPUT, unit_float(image_batch(images)), CLASSIFIER_OUTPUT)
+        return probs.astype(np.float32, copy=False), public_name(store), version
+
+    def classify(self, images: Any, model: str | None = None) -> list[Prediction]:
+        probs, name, version = self._classify(images, model)
+        return [Prediction(int(np.argmax(row)), row, name, version) for row in probs]
+
+    def classify_image(self, image: PathOrBytes, model: str | None = None) -> Prediction:
+        from serving.errors import ServingError
+        from serving.images import decode_image, mnist_preprocess
+
+        data, _filename = read_image(image)
+        try:
+            img = decode_image(data, self.max_image_pixels)
+            try:
+                pixels = mnist_preprocess(img)
+            finally:
+                img.close()
+        except ServingError as e:
+            raise _local_error(e) from e
+        return self.classify(pixels[np.newaxis], model)[0]
+
+    def classify_bulk(self, images: Any, model: str | None = None) -> np.ndarray:
+        return self._classify(images, model)[0]
+
+    # -- generation ------------------------------------------------------------------------
+
+    def _decode(self, z: np.ndarray, model: str) -> np.ndarray:
+        store = store_name(model, "generation")
+        signature = self._signature(store)
+        images, _version = self._predict(
+            store, DECODER_INPUT, z, DECODER_OUTPUT, _row_bytes(signature, DECODER_OUTPUT, "outputs")
+        )
+        if images.ndim == 4 and images.shape[-1] == 1:
+            images = images[..., 0]
+        return images.astype(np.float32, copy=False)
+
+    def _latent_dim(self, model: str) -> int:
+        signature = self._signature(store_name(model, "generation"))
+        for tensor in signature["inputs"]:
+            if tensor["name"] == DECODER_INPUT and tensor["shape"] and len(tensor["shape"]) == 2:
+                return int(tensor["shape"][1])
+        raise ServerError(f"the signature of {model!r} does not give the size of its {DECODER_INPUT!r} input")
+
+    def generate(self, z: Any, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+        return self._decode(latent_batch(z), model)
+
+    def sample(self, n: int, seed: int, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+        from serving.errors import ServingError
+        from serving.images import sample_latent
+
+        try:
+            z = sample_latent(n, self._latent_dim(model), seed)
+        except ServingError as e:
+            raise _local_error(e) from e
+        return self._decode(z, model)
+
+    def manifold(
+        self,
+        model: str = DEFAULT_GENERATOR,
+        n: int = 30,
+        scale: float = 2.0,
+        dims: Sequence[int] = (0, 1),
+        fixed: Sequence[float] | None = None,
+    ) -> bytes:
+        from serving.errors import ServingError
+        from serving.images import latent_grid, tile, to_png
+
+        try:
+            z = latent_grid(n, scale, self._latent_dim(model), tuple(dims), fixed)
+        except ServingError as e:
+            raise _local_error(e) from e
+        return to_png(tile(self._decode(z, model), ncols=n))
+
+    # -- discovery -------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        found = []
+        for names, task in ((CLASSIFIERS, "classification"), (GENERATORS, "generation")):
+            for name in names:
+                store = store_name(name, task)
+                try:
+                    signature = dict(self._signature(store))
+                except NotFoundError:
+                    continue
+                version = signature.pop("version")
+                found.append(
+                    {
+                        "name": name,
+                        "store_name": store,
+                        "version": version,
+                        "version_number": int(version) if version.isdigit() else None,
+                        "task": task,
+                        "signature": signature,
+                        # The gRPC API has no server-side default; these are this client's.
+                        "default": name in (DEFAULT_CLASSIFIER, DEFAULT_GENERATOR),
+                    }
+                )
+        return found
+
+    def health(self) -> dict[str, bool]:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        try:
+            response = health_pb2_grpc.HealthStub(self._channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=self.timeout
+            )
+        except grpc.RpcError as e:
+            code = e.code() if isinstance(e, grpc.Call) else None
+            # UNAVAILABLE / DEADLINE_EXCEEDED: nothing answered. Any other status came from a live server.
+            live = code not in (None, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            return {"live": live, "ready": False}
+        return {"live": True, "ready": response.status == health_pb2.HealthCheckResponse.SERVING}
