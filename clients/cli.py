@@ -1,0 +1,351 @@
+"""``digits-client`` / ``python -m clients``: classify digits and generate clothes from the command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import (
+    CLASSIFIERS,
+    DEFAULT_GENERATOR,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    GENERATORS,
+    Client,
+    top_k,
+)
+from .errors import ClientError, InvalidRequestError, NotFoundError, UnavailableError
+
+URL_ENV = "SERVING_URL"
+EXIT_OK, EXIT_ERROR, EXIT_BAD_REQUEST, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+MAIN_EPILOG = """\
+examples:
+  digits-client classify digit.png                 # label + top-3 probabilities
+  digits-client --grpc 127.0.0.1:8500 classify digit.png --model stacked-lstm
+  digits-client classify batch.npy --json          # N x 28 x 28 array, one result per row
+  digits-client generate --z 1.4 -1.3 -o coat.png
+  digits-client sample -n 16 --seed 1 -o grid.png
+  digits-client manifold --n 20 -o manifold.png
+  digits-client models
+  digits-client health && echo ready
+
+The server is $SERVING_URL (default http://127.0.0.1:3000) unless --url or --grpc is given.
+Exit status: 0 ok, 1 other failure, 2 bad request (invalid input, unknown model), 3 server unavailable.
+"""
+
+CLASSIFY_EPILOG = """\
+examples:
+  digits-client classify digit.png seven.jpg
+  digits-client classify batch.npy --model gated-rnn --json
+Image files (PNG, JPEG, any size, dark-on-light or light-on-dark) are preprocessed like
+MNIST; .npy files hold N x 28 x 28 arrays (uint8 0..255 or float32 0..1).
+"""
+
+GENERATE_EPILOG = """\
+examples:
+  digits-client generate --z 1.4 -1.3 -o coat.png
+  digits-client generate --model vae4 --z 0 0.5 -1 2 -o item.png
+  digits-client generate --z 0 0 -o pixels.npy     # the float32 28 x 28 array instead of a PNG
+"""
+
+SAMPLE_EPILOG = """\
+examples:
+  digits-client sample -n 16 --seed 1 -o grid.png  # 4 x 4 grid
+  digits-client sample -n 8 --cols 8 -o row.png
+"""
+
+MANIFOLD_EPILOG = """\
+examples:
+  digits-client manifold -o manifold.png           # 30 x 30 grid over [-2, 2]^2
+  digits-client manifold --model vae4 --n 15 --dims 2 3 --fixed 0.5 0 0 0 -o m.png
+"""
+
+MODELS_EPILOG = """\
+examples:
+  digits-client models
+  digits-client --grpc 127.0.0.1:8500 models --json
+"""
+
+HEALTH_EPILOG = """\
+examples:
+  digits-client health                              # exit status 0 when ready, 1 otherwise
+  until digits-client health >/dev/null; do sleep 1; done
+"""
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {raw}")
+    return value
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {raw}")
+    return value
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks and shows defaults that say something (not None/False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _add_connection_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    # Added to the main parser (with defaults) and to every subcommand (suppressed defaults)
+    # so the options work before or after the subcommand name.
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--url",
+        default=default(os.environ.get(URL_ENV) or "http://127.0.0.1:3000"),
+        help=f"HTTP server base URL (env {URL_ENV})",
+    )
+    group.add_argument("--grpc", metavar="HOST:PORT", default=default(None), help="use the gRPC API at HOST:PORT instead of HTTP")
+    group.add_argument("--timeout", type=_positive_float, default=default(DEFAULT_TIMEOUT), help="seconds per request")
+    group.add_argument(
+        "--retries", type=_count, default=default(DEFAULT_RETRIES), help="retries when the server is unavailable"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="digits-client",
+        description="Classify handwritten digits and generate Fashion-MNIST clothes with the inference service.",
+        epilog=MAIN_EPILOG,
+        formatter_class=_Formatter,
+    )
+    _add_connection_options(parser, defaults=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str, epilog: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog, formatter_class=_Formatter)
+        _add_connection_options(p, defaults=False)
+        return p
+
+    p = command("classify", "classify image files or .npy arrays of 28 x 28 digits", CLASSIFY_EPILOG)
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images or .npy arrays")
+    p.add_argument("--model", help=f"classifier ({', '.join(CLASSIFIERS)}); default: the server's choice")
+    p.add_argument("--top", type=int, default=3, help="how many top probabilities to print")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = command("generate", "decode one latent point into a 28 x 28 image", GENERATE_EPILOG)
+    p.add_argument("--z", nargs="+", type=float, required=True, metavar="Z", help="the latent point: latent_dim numbers")
+    p.add_argument("--model", default=DEFAULT_GENERATOR, help=f"generator ({', '.join(GENERATORS)})")
+    p.add_argument("-o", "--output", required=True, help="output .png (or .npy for the float array; - for stdout)")
+
+    p = command("sample", "decode n random latent points (reproducible by seed) into a grid", SAMPLE_EPILOG)
+    p.add_argument("-n", type=int, default=16, help="how many images")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the latent points")
+    p.add_argument("--model", default=DEFAULT_GENERATOR, help=f"generator ({', '.join(GENERATORS)})")
+    p.add_argument("--cols", type=int, default=None, help="grid columns (default: ceil(sqrt(n)))")
+    p.add_argument("-o", "--output", required=True, help="output .png grid (or .npy for the N x 28 x 28 array; - for stdout)")
+
+    p = command("manifold", "decode an n x n grid of the latent space into one PNG", MANIFOLD_EPILOG)
+    p.add_argument("--model", default=DEFAULT_GENERATOR, help=f"generator ({', '.join(GENERATORS)})")
+    p.add_argument("--n", type=int, default=30, help="grid side")
+    p.add_argument("--scale", type=float, default=2.0, help="latent range [-scale, scale]")
+    p.add_argument("--dims", nargs=2, type=int, default=[0, 1], metavar=("X", "Y"), help="the two latent dims varied")
+    p.add_argument("--fixed", nargs="+", type=float, default=None, metavar="V", help="values of all latent dims (varied ones ignored); default zeros")
+    p.add_argument("-o", "--output", required=True, help="output .png (- for stdout)")
+
+    p = command("models", "list the served models", MODELS_EPILOG)
+    p.add_argument("--json", action="store_true", help="print the full model descriptions as JSON")
+
+    p = command("health", "check liveness and readiness (exit 0 when ready, 1 otherwise)", HEALTH_EPILOG)
+    p.add_argument("--json", action="store_true", help="print {\"live\": ..., \"ready\": ...}")
+    return parser
+
+
+# -- output formatting (pure) --------------------------------------------------------------
+
+
+def classification_result(
+    source: str, probabilities: np.ndarray, model: str | None, version: str | None, index: int | None = None
+) -> dict[str, Any]:
+    """One row of ``classify`` output as a JSON-ready dict."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    return {
+        "file": source,
+        "index": index,
+        "label": int(np.argmax(probs)),
+        "probabilities": [float(p) for p in probs],
+        "model": model,
+        "version": version,
+    }
+
+
+def format_result(result: dict[str, Any], top: int = 3) -> str:
+    """``digit.png: 7  (7 0.998, 2 0.001, 3 0.000)  [lstm abc123]`` for one classification result."""
+    name = result["file"] if result["index"] is None else f"{result['file']}[{result['index']}]"
+    ranked = ", ".join(f"{label} {p:.3f}" for label, p in top_k(np.asarray(result["probabilities"]), top))
+    line = f"{name}: {result['label']}  ({ranked})"
+    if result.get("model"):
+        line += f"  [{result['model']} {result.get('version') or ''}]".replace(" ]", "]")
+    return line
+
+
+def _metric(entry: dict[str, Any]) -> str:
+    metrics = entry.get("metrics") or {}
+    if "test_accuracy" in metrics:
+        return f"acc {metrics['test_accuracy']:.4f}"
+    if "test_loss" in metrics:
+        return f"loss {metrics['test_loss']:.2f}"
+    return "-"
+
+
+def format_models_table(models: Sequence[dict[str, Any]]) -> str:
+    """A fixed-width table of ``Client.models()`` entries (missing fields shown as ``-``)."""
+    header = ("NAME", "TASK", "VERSION", "STORE NAME", "METRIC", "PROVIDER", "DEFAULT")
+    rows = [
+        (
+            str(m.get("name", "-")),
+            str(m.get("task", "-")),
+            str(m.get("version") or "-"),
+            str(m.get("store_name", "-")),
+            _metric(m),
+            str(m.get("provider") or "-"),
+            "yes" if m.get("default") else "",
+        )
+        for m in models
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def exit_code(exc: ClientError) -> int:
+    """Exit status for a failed request: 2 bad request, 3 unavailable, 1 anything else."""
+    if isinstance(exc, (InvalidRequestError, NotFoundError)):
+        return EXIT_BAD_REQUEST
+    if isinstance(exc, UnavailableError):
+        return EXIT_UNAVAILABLE
+    return EXIT_ERROR
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InvalidRequestError(f"cannot read {path} as a .npy array: {e}") from e
+
+
+def _classify(client: Client, args: argparse.Namespace) -> int:
+    results = []
+    for path in args.files:
+        if path.lower().endswith(".npy"):
+            probs = client.classify_bulk(_load_npy(path), model=args.model)
+            results += [classification_result(path, row, args.model, None, index=i) for i, row in enumerate(probs)]
+        else:
+            p = client.classify_image(path, model=args.model)
+            results.append(classification_result(path, p.probabilities, p.model, p.version))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            print(format_result(result, args.top))
+    return EXIT_OK
+
+
+def _write(output: str, data: bytes, what: str) -> None:
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    Path(output).write_bytes(data)
+    print(f"wrote {output} ({what})")
+
+
+def _write_images(output: str, images: np.ndarray, ncols: int | None = None) -> None:
+    if output.lower().endswith(".npy"):
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, images, allow_pickle=False)
+        _write(output, buf.getvalue(), f"array {' x '.join(map(str, images.shape))}")
+        return
+    from serving.images import tile, to_png
+
+    picture = images[0] if len(images) == 1 else tile(images, ncols=ncols)
+    _write(output, to_png(picture), f"{picture.shape[1]} x {picture.shape[0]} PNG")
+
+
+def _generate(client: Client, args: argparse.Namespace) -> int:
+    _write_images(args.output, client.generate([args.z], model=args.model))
+    return EXIT_OK
+
+
+def _sample(client: Client, args: argparse.Namespace) -> int:
+    images = client.sample(args.n, args.seed, model=args.model)
+    _write_images(args.output, images, args.cols or math.ceil(math.sqrt(len(images))))
+    return EXIT_OK
+
+
+def _manifold(client: Client, args: argparse.Namespace) -> int:
+    png = client.manifold(model=args.model, n=args.n, scale=args.scale, dims=tuple(args.dims), fixed=args.fixed)
+    _write(args.output, png, "PNG")
+    return EXIT_OK
+
+
+def _models(client: Client, args: argparse.Namespace) -> int:
+    models = client.models()
+    print(json.dumps(models, indent=2) if args.json else format_models_table(models))
+    return EXIT_OK
+
+
+def _health(client: Client, args: argparse.Namespace) -> int:
+    state = client.health()
+    if args.json:
+        print(json.dumps(state))
+    else:
+        print(f"live: {'yes' if state['live'] else 'no'}\nready: {'yes' if state['ready'] else 'no'}")
+    return EXIT_OK if state["ready"] else EXIT_ERROR
+
+
+COMMANDS = {
+    "classify": _classify,
+    "generate": _generate,
+    "sample": _sample,
+    "manifold": _manifold,
+    "models": _models,
+    "health": _health,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.grpc:
+        # The gRPC client loads TensorFlow's protos; keep its C++ start-up chatter off the terminal.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from . import connect
+
+    try:
+        with connect(url=args.url, grpc=args.grpc, timeout=args.timeout, retries=args.retries) as client:
+            return COMMANDS[args.command](client, args)
+    except ClientError as e:
+        print(f"error: {e.message}", file=sys.stderr)
+        return exit_code(e)
+    except OSError as e:  # writing the output file
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
