@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidInput, PayloadTooLarge, ServingError
+from .errors import ERROR_TABLE, InvalidInput, NotReady, PayloadTooLarge, ServingError, http_status
 
 # Broadcasting a short *_val list to its declared shape allocates the full tensor, so a
 # tiny message could ask for gigabytes; refuse more elements than this by default.
@@ -355,10 +355,27 @@ def floats_from_json(obj: Any, what: str) -> np.ndarray:
 
 # --- the internal batch protocol (CONTRACTS.md): items in, one base64 row (or an error) out ---
 
-# An answer starting with this marks an item its batch could not serve; the rest is the message,
-# or INTERNAL_ITEM_ERROR when the cause must stay in the server log.
+# An answer starting with this marks an item its batch could not serve: "!ErrorClass:message".
+# The class travels so a NotReady item is still a 503 / UNAVAILABLE to its caller; causes of
+# internal failures stay in the server log.
 ITEM_ERROR_PREFIX = "!"
-INTERNAL_ITEM_ERROR = "internal"
+
+
+def item_error(exc: BaseException) -> str:
+    """The answer for an item that failed (its batch-mates are unaffected)."""
+    if isinstance(exc, ServingError) and _tells_the_caller(exc):
+        return f"{ITEM_ERROR_PREFIX}{type(exc).__name__}:{exc}"
+    return f"{ITEM_ERROR_PREFIX}ServingError:inference failed"
+
+
+def _tells_the_caller(exc: BaseException) -> bool:
+    return 400 <= http_status(exc) < 500 or isinstance(exc, NotReady)
+
+
+def _raise_item_error(answer: str) -> None:
+    name, _, message = answer[len(ITEM_ERROR_PREFIX) :].partition(":")
+    cls = next((c for c in ERROR_TABLE if c.__name__ == name), ServingError)
+    raise cls(message)
 
 
 def encode_items(store_name: str, rows: np.ndarray) -> list[dict[str, str]]:
@@ -369,14 +386,11 @@ def encode_items(store_name: str, rows: np.ndarray) -> list[dict[str, str]]:
 def split_outputs(signature: dict[str, Any], answers: Sequence[str]) -> list[np.ndarray]:
     """Decode the batched path's answers (each row = all outputs concatenated) into one array per output.
 
-    Raises InvalidInput with the first item's message, or ServingError for an internal failure.
+    Raises the first failed item's error class (e.g. InvalidInput, NotReady), or ServingError for an internal failure.
     """
-    failed = [a for a in answers if a.startswith(ITEM_ERROR_PREFIX)]
-    if failed:
-        message = failed[0][len(ITEM_ERROR_PREFIX) :]
-        if message == INTERNAL_ITEM_ERROR:
-            raise ServingError("inference failed")
-        raise InvalidInput(message)
+    failed = next((a for a in answers if a.startswith(ITEM_ERROR_PREFIX)), None)
+    if failed is not None:
+        _raise_item_error(failed)
     specs = signature["outputs"]
     sizes = [math.prod(spec["shape"][1:]) for spec in specs]
     if not answers:

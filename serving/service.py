@@ -275,6 +275,37 @@ def _images_response(rt: Any, decoded: np.ndarray, fmt: str) -> Response:
     return Response(images.to_png(picture), media_type="image/png", headers={"X-Model": rt.public_name, "X-Model-Version": rt.version})
 
 
+class BodyLimit:
+    """ASGI middleware: 413 for request bodies over SERVING_MAX_BODY_BYTES, before they are buffered."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse(error_body(self._error(int(declared))), status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._error(received)
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _error(self, size: int) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body of {size} bytes is over the {self.max_bytes}-byte limit (SERVING_MAX_BODY_BYTES)")
+
+
 # ---------------------------------------------------------------- the BentoML service
 
 
@@ -330,22 +361,22 @@ class DigitsService:
                 rt = self.registry.by_store_name(store_name)
             except ServingError as e:
                 for i in idx:
-                    out[i] = codec.ITEM_ERROR_PREFIX + str(e)
+                    out[i] = codec.item_error(e)
                 continue
             for i in idx:
                 try:
                     rows.append(codec.b64_to_array(items[i].data, rt.row_shape))
                     good.append(i)
                 except ServingError as e:
-                    out[i] = codec.ITEM_ERROR_PREFIX + str(e)
+                    out[i] = codec.item_error(e)
             if not good:
                 continue
             try:
                 outputs = self.run(rt, np.stack(rows))
-            except Exception:
+            except Exception as e:
                 logger.exception("inference failed for %s", store_name)
                 for i in good:
-                    out[i] = codec.ITEM_ERROR_PREFIX + codec.INTERNAL_ITEM_ERROR
+                    out[i] = codec.item_error(e)
                 continue
             flat = np.concatenate([o.reshape(len(good), -1) for o in outputs], axis=1)
             for j, i in enumerate(good):
@@ -384,3 +415,5 @@ class DigitsService:
         except ServingError:
             return None
 
+
+DigitsService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.max_body_bytes)

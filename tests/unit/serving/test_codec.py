@@ -22,7 +22,7 @@ from serving.codec import (
     tensor_proto_to_array,
     validate_array,
 )
-from serving.errors import InvalidInput, PayloadTooLarge, ServingError
+from serving.errors import InvalidInput, NotReady, PayloadTooLarge, ServingError
 
 IMAGES = {"name": "images", "dtype": "float32", "shape": [-1, 28, 28], "range": [0.0, 1.0]}
 LATENT = {"name": "z", "dtype": "float32", "shape": [-1, 2], "range": None}
@@ -153,10 +153,12 @@ def test_split_outputs_reshapes_and_surfaces_item_errors():
     (images,) = split_outputs(signature, [good, good])
     assert images.shape == (2, 2, 2, 1)
     with pytest.raises(InvalidInput, match="bad row"):
-        split_outputs(signature, [good, codec.ITEM_ERROR_PREFIX + "bad row"])
+        split_outputs(signature, [good, codec.item_error(InvalidInput("bad row"))])
+    with pytest.raises(NotReady, match="loading"):
+        split_outputs(signature, [codec.item_error(NotReady("still loading")), good])
     with pytest.raises(ServingError) as info:
-        split_outputs(signature, [codec.ITEM_ERROR_PREFIX + codec.INTERNAL_ITEM_ERROR])
-    assert not isinstance(info.value, InvalidInput)
+        split_outputs(signature, [codec.item_error(RuntimeError("onnxruntime exploded"))])
+    assert type(info.value) is ServingError and "exploded" not in str(info.value)
     with pytest.raises(ServingError, match="need 4"):
         split_outputs(signature, [array_to_b64(np.arange(3))])
 

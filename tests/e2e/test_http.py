@@ -1,0 +1,304 @@
+"""The HTTP API end to end: real BentoML server, real ONNX Runtime, models trained on real data."""
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.slow
+
+CLASSIFIERS = ("lstm", "stacked-lstm", "simple-rnn-cell", "lstm-cell", "dense-rnn", "gated-rnn", "custom-lstm")
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.http_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def catalog(http) -> dict[str, dict]:
+    return {m["name"] + ":" + m["task"]: m for m in http.get("/v1/models").json()["models"]}
+
+
+def onnx_probabilities(server, store_name: str, images: np.ndarray) -> np.ndarray:
+    """The stored model.onnx run in-process, as a reference for what the server returns."""
+    import onnxruntime as ort
+
+    model_dir = next((server.home / "models" / store_name).iterdir())
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": images.astype(np.float32) / 255.0})[0]
+
+
+def png_bytes(array: np.ndarray, mode: str = "L", fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).convert(mode).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def png_bomb(width: int = 40_000, height: int = 40_000) -> bytes:
+    """A tiny PNG whose header declares width x height pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (1 + (width + 7) // 8) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def assert_client_error(response: httpx.Response, status: int, *words: str) -> None:
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"], body
+    for word in words:
+        assert word.lower() in body["error"].lower(), (word, body["error"])
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def test_models_lists_every_stored_model_with_signature_and_metrics(http, server, catalog):
+    models = http.get("/v1/models").json()["models"]
+    store_names = {m["store_name"] for m in models}
+    assert {f"mnist-{name}" for name in CLASSIFIERS} <= store_names
+    assert {"fashion-vae2-decoder", "fashion-vae4-decoder"} <= store_names
+    for entry in models:
+        stored = json.loads((next((server.home / "models" / entry["store_name"]).iterdir()) / "signature.json").read_text())
+        assert entry["signature"] == stored
+        assert entry["provider"] == "CPUExecutionProvider"
+        assert entry["ready"] is True
+    classifiers = [m for m in models if m["task"] == "classification"]
+    best = max(classifiers, key=lambda m: m["metrics"]["test_accuracy"])
+    assert [m["name"] for m in classifiers if m["default"]] == [best["name"]]
+    assert http.get("/v1/models/vae2").json()["signature"]["latent_dim"] == 2
+    assert http.get("/v1/models/mnist-lstm").json()["name"] == "lstm"
+    assert_client_error(http.get("/v1/models/resnet"), 404, "resnet")
+
+
+def test_openapi_documents_every_public_route(http):
+    paths = http.get("/docs.json").json()["paths"]
+    for route in ("/v1/classify", "/v1/classify/image", "/v1/classify/batch", "/v1/generate",
+                  "/v1/generate/sample", "/v1/generate/manifold", "/v1/models", "/v1/models/{name}"):
+        assert route in paths, sorted(paths)
+
+
+# ------------------------------------------------------------------ classification
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classify_matches_in_process_onnx_and_stored_accuracy(http, server, catalog, name):
+    images, labels = server.test_images[:256], server.test_labels[:256]
+    body = http.post("/v1/classify", json={"model": name, "images": images.tolist()}).json()
+    assert body["model"] == name and body["version"] == catalog[f"{name}:classification"]["version"]
+    probs = np.array([p["probabilities"] for p in body["predictions"]], dtype=np.float32)
+    np.testing.assert_allclose(probs, onnx_probabilities(server, f"mnist-{name}", images), atol=1e-5)
+    assert [p["label"] for p in body["predictions"]] == probs.argmax(1).tolist()
+    accuracy = float((probs.argmax(1) == labels).mean())
+    stored = catalog[f"{name}:classification"]["metrics"]["test_accuracy"]
+    # Same model, same kind of images (the stored figure is over the run's own test split).
+    assert abs(accuracy - stored) < 0.08, (accuracy, stored)
+    assert accuracy > 0.5
+
+
+def test_integer_pixels_and_unit_floats_mean_the_same(http, server):
+    image = server.test_images[0]
+    as_ints = http.post("/v1/classify", json={"model": "lstm", "images": [image.tolist()]}).json()
+    as_floats = http.post("/v1/classify", json={"model": "lstm", "images": (image / 255.0).tolist()}).json()
+    np.testing.assert_allclose(as_ints["predictions"][0]["probabilities"], as_floats["predictions"][0]["probabilities"], atol=1e-6)
+
+
+def test_default_model_is_the_best_stored(http, catalog, server):
+    body = http.post("/v1/classify", json={"images": server.test_images[:1].tolist()}).json()
+    assert catalog[f"{body['model']}:classification"]["default"] is True
+
+
+def test_uploaded_images_of_any_size_and_polarity(http, server):
+    raw = http.post("/v1/classify", json={"model": "lstm", "images": server.test_images[:64].tolist()}).json()
+    correct = [i for i, p in enumerate(raw["predictions"]) if p["label"] == server.test_labels[i]][:6]
+    assert len(correct) >= 4
+    agree = total = 0
+    for i in correct:
+        digit = server.test_images[i]
+        big = np.array(Image.fromarray(digit).resize((200, 300), Image.BICUBIC))
+        variants = {
+            "white-on-black 28": png_bytes(digit),
+            "black-on-white 200x300": png_bytes(255 - big),
+            "rgb": png_bytes(255 - big, "RGB"),
+            "rgba": png_bytes(255 - big, "RGBA"),
+            "jpeg": png_bytes(255 - big, "RGB", "JPEG"),
+        }
+        for kind, data in variants.items():
+            response = http.post("/v1/classify/image", params={"model": "lstm"}, files={"image": (f"{kind}.png", data)})
+            assert response.status_code == 200, (kind, response.text)
+            total += 1
+            agree += response.json()["predictions"][0]["label"] == int(server.test_labels[i])
+    assert agree / total >= 0.7, (agree, total)
+
+
+def test_bulk_npy_matches_json(http, server):
+    images = server.test_images[:300]
+    buf = io.BytesIO()
+    np.save(buf, images)
+    response = http.post("/v1/classify/batch", params={"model": "gated-rnn"}, content=buf.getvalue(),
+                         headers={"content-type": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-model"] == "gated-rnn"
+    probs = np.load(io.BytesIO(response.content), allow_pickle=False)
+    assert probs.shape == (300, 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, onnx_probabilities(server, "mnist-gated-rnn", images), atol=1e-5)
+    buf = io.BytesIO()
+    np.save(buf, images.astype(np.float32) / 255.0)
+    floats = np.load(io.BytesIO(http.post("/v1/classify/batch", params={"model": "gated-rnn"}, content=buf.getvalue()).content))
+    np.testing.assert_allclose(floats, probs, atol=1e-6)
+
+
+# ------------------------------------------------------------------ generation
+
+
+def test_generate_png_and_arrays_agree(http):
+    z = [[1.4, -1.3], [0.0, 0.0], [-1.0, 2.0]]
+    arrays = http.post("/v1/generate", json={"model": "vae2", "z": z, "format": "array"}).json()
+    pixels = np.array(arrays["images"])
+    assert pixels.shape == (3, 28, 28) and pixels.min() >= 0 and pixels.max() <= 1
+    one = http.post("/v1/generate", json={"model": "vae2", "z": z[0]})
+    assert one.headers["content-type"] == "image/png"
+    png = np.array(Image.open(io.BytesIO(one.content)))
+    assert png.shape == (28, 28)
+    assert np.abs(png.astype(int) - np.rint(pixels[0] * 255)).max() <= 1
+    grid = Image.open(io.BytesIO(http.post("/v1/generate", json={"model": "vae2", "z": z}).content))
+    assert grid.size == (56, 56)  # ceil(sqrt(3)) = 2 columns, 2 rows
+
+
+def test_sample_is_reproducible_by_seed(http):
+    from serving.images import sample_latent
+
+    first = http.post("/v1/generate/sample", json={"model": "vae4", "n": 5, "seed": 7, "format": "array"}).json()["images"]
+    again = http.post("/v1/generate/sample", json={"model": "vae4", "n": 5, "seed": 7, "format": "array"}).json()["images"]
+    other = http.post("/v1/generate/sample", json={"model": "vae4", "n": 5, "seed": 8, "format": "array"}).json()["images"]
+    assert first == again and first != other
+    z = sample_latent(5, 4, 7)
+    same = http.post("/v1/generate", json={"model": "vae4", "z": z.tolist(), "format": "array"}).json()["images"]
+    np.testing.assert_allclose(first, same, atol=1e-6)
+    grid = Image.open(io.BytesIO(http.post("/v1/generate/sample", json={"model": "vae2", "n": 16, "seed": 1}).content))
+    assert grid.size == (112, 112)
+
+
+def test_manifold_is_one_png(http):
+    response = http.get("/v1/generate/manifold", params={"model": "vae2", "n": 30, "scale": 2.0})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(response.content)).size == (840, 840)
+    vae4 = http.get("/v1/generate/manifold", params={"model": "vae4", "n": 10, "dims": "2,3", "fixed": "1,0,0,0"})
+    assert vae4.status_code == 200, vae4.text
+    assert Image.open(io.BytesIO(vae4.content)).size == (280, 280)
+
+
+# ------------------------------------------------------------------ batching
+
+
+def _histogram(server, name: str) -> tuple[float, float]:
+    return server.metric(f"{name}_sum"), server.metric(f"{name}_count")
+
+
+def test_concurrent_single_image_requests_are_batched_across_models(http, server):
+    before = _histogram(server, "bentoml_service_adaptive_batch_size")
+    images = server.test_images[:96]
+
+    def one(i: int) -> dict:
+        model = ("lstm", "dense-rnn", "custom-lstm")[i % 3]
+        with httpx.Client(base_url=server.http_url, timeout=60) as client:
+            response = client.post("/v1/classify", json={"model": model, "images": [images[i].tolist()]})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(one, range(len(images))))
+    assert [r["model"] for r in results] == [("lstm", "dense-rnn", "custom-lstm")[i % 3] for i in range(len(images))]
+    after = _histogram(server, "bentoml_service_adaptive_batch_size")
+    rows, batches = after[0] - before[0], after[1] - before[1]
+    assert rows >= len(images)
+    assert rows / batches > 1.0, f"mean batch size {rows / batches:.2f} over {batches:.0f} batches"
+
+
+def test_one_bad_item_never_fails_its_batch_mates(http, server):
+    from serving.codec import encode_items
+
+    good = encode_items("mnist-lstm", server.test_images[:2].astype(np.float32) / 255.0)
+    items = [good[0], {"model": "mnist-nope", "data": good[1]["data"]}, {"model": "mnist-lstm", "data": "AAAA"}, good[1]]
+    answers = http.post("/internal/predict", json={"items": items}).json()
+    assert len(answers) == 4
+    assert answers[1].startswith("!") and "mnist-nope" in answers[1]
+    assert answers[2].startswith("!")
+    assert not answers[0].startswith("!") and not answers[3].startswith("!")
+
+
+# ------------------------------------------------------------------ bad input
+
+
+NAN_BODY = '{"model": "lstm", "images": [[' + ",".join(["[" + ",".join(["NaN"] + ["0.5"] * 27) + "]"] * 28) + "]]}"
+
+
+@pytest.mark.parametrize(
+    "method,path,kwargs,status,words",
+    [
+        ("post", "/v1/classify", {"json": {"images": [[[0.5] * 27] * 28]}}, 400, ["28 x 28"]),
+        ("post", "/v1/classify", {"json": {"images": [[[0.5] * 28] * 28], "model": "resnet"}}, 404, ["resnet"]),
+        ("post", "/v1/classify", {"json": {"images": [[[1.5] * 28] * 28]}}, 400, ["within"]),
+        ("post", "/v1/classify", {"json": {"images": [[[300] * 28] * 28]}}, 400, ["255"]),
+        ("post", "/v1/classify", {"json": {"images": [[["a"] * 28] * 28]}}, 400, []),
+        ("post", "/v1/classify", {"json": {"images": [[[0.5] * 28] * 28] * 300}}, 413, ["256"]),
+        ("post", "/v1/classify", {"json": {"pictures": []}}, 400, ["images"]),
+        ("post", "/v1/classify", {"content": NAN_BODY, "headers": {"content-type": "application/json"}}, 400, ["finite"]),
+        ("post", "/v1/classify", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, []),
+        ("post", "/v1/classify/image", {"files": {"image": ("x.png", b"this is not an image")}}, 400, ["image"]),
+        ("post", "/v1/classify/image", {"files": {"image": ("x.png", png_bytes(np.zeros((28, 28), np.uint8))[:60])}}, 400, []),
+        ("post", "/v1/classify/image", {"files": {"image": ("bomb.png", png_bomb())}}, 413, ["pixels"]),
+        ("post", "/v1/classify/image", {"data": {"nothing": "here"}}, 400, ["image"]),
+        ("post", "/v1/classify/batch", {"content": b"\x93NUMPY garbage"}, 400, []),
+        ("post", "/v1/generate", {"json": {"model": "vae2", "z": [[1.0, 2.0, 3.0]]}}, 400, ["z"]),
+        ("post", "/v1/generate", {"json": {"model": "vae2", "z": [[1e400, 0.0]]}}, 400, ["finite"]),
+        ("post", "/v1/generate", {"json": {"model": "lstm", "z": [[1.0, 2.0]]}}, 404, ["lstm"]),
+        ("post", "/v1/generate", {"json": {"model": "vae2", "z": [[1.0, 2.0]], "format": "gif"}}, 400, ["format"]),
+        ("post", "/v1/generate/sample", {"json": {"model": "vae2", "n": 100000, "seed": 1}}, 413, ["n"]),
+        ("post", "/v1/generate/sample", {"json": {"model": "vae2", "n": 0, "seed": 1}}, 400, ["n"]),
+        ("get", "/v1/generate/manifold", {"params": {"model": "vae2", "n": 1000}}, 413, ["n"]),
+        ("get", "/v1/generate/manifold", {"params": {"model": "vae2", "dims": "0,0"}}, 400, ["dims"]),
+        ("get", "/v1/generate/manifold", {"params": {"model": "vae4", "fixed": "1,0"}}, 400, ["fixed"]),
+        ("get", "/v1/generate/manifold", {"params": {"model": "vae2", "scale": "nan"}}, 400, ["scale"]),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx_and_the_server_keeps_serving(http, server, method, path, kwargs, status, words):
+    response = getattr(http, method)(path, **kwargs)
+    assert_client_error(response, status, *words)
+    assert http.get("/readyz").status_code == 200
+    ok = http.post("/v1/classify", json={"model": "lstm", "images": server.test_images[:1].tolist()})
+    assert ok.status_code == 200
+
+
+def test_pickled_npy_is_refused(http):
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert_client_error(http.post("/v1/classify/batch", content=buf.getvalue()), 400, "pickle")
+
+
+def test_body_over_the_size_limit_is_refused(http, server):
+    from serving.settings import Settings
+
+    limit = Settings.from_env({}).max_body_bytes
+    response = http.post("/v1/classify/batch", content=b"\0" * (limit + 1))
+    assert_client_error(response, 413, "limit")
+    assert http.get("/readyz").status_code == 200
+
+
+def test_liveness_and_metrics(http):
+    assert http.get("/livez").status_code == 200
+    text = http.get("/metrics").text
+    assert "model_inference_seconds" in text and "model_batch_size" in text
