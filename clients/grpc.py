@@ -30,7 +30,7 @@ from .base import (
     read_image,
     unit_float,
 )
-from .errors import ClientError, InvalidRequestError, NotFoundError, ServerError, class_for_http_status, error_from_grpc
+from .errors import ClientError, NotFoundError, ServerError, class_for_http_status, error_from_grpc
 from .retry import RetryPolicy
 
 DEFAULT_TARGET = "127.0.0.1:8500"
@@ -60,20 +60,15 @@ _DTYPE_NAMES = {
 def store_name(model: str, task: str) -> str:
     """The store name serving a public model name for ``task`` ("classification" or "generation").
 
-    Names that already are store names (``mnist-...``, ``fashion-...``) pass through unchanged.
+    Names that already are store names (``mnist-...``, ``fashion-...``) pass through unchanged;
+    anything else raises NotFoundError, as the HTTP API answers 404 for it.
     """
-    own, other, prefix, suffix = (
-        (CLASSIFIERS, GENERATORS, "mnist-", "")
-        if task == "classification"
-        else (GENERATORS, CLASSIFIERS, "fashion-", "-decoder")
-    )
-    if model in own:
+    names, prefix, suffix = (CLASSIFIERS, "mnist-", "") if task == "classification" else (GENERATORS, "fashion-", "-decoder")
+    if model in names:
         return f"{prefix}{model}{suffix}"
-    if model in other:
-        raise InvalidRequestError(f"model {model!r} cannot do {task}; expected one of {', '.join(own)}")
     if model.startswith(("mnist-", "fashion-")):
         return model
-    raise NotFoundError(f"unknown model {model!r}; expected one of {', '.join(CLASSIFIERS + GENERATORS)}")
+    raise NotFoundError(f"unknown {task} model {model!r}; expected one of {', '.join(names)}")
 
 
 def public_name(store: str) -> str:

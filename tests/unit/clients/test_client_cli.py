@@ -160,7 +160,7 @@ def test_format_models_table_tolerates_missing_fields() -> None:
     assert table[1].split() == ["lstm", "classification", "abc", "mnist-lstm", "acc", "0.9712", "CPUExecutionProvider", "yes"]
     assert table[2].split() == ["vae2", "generation", "1700000000", "fashion-vae2-decoder", "-", "-"]
     # Columns line up: every row starts its TASK column at the same offset.
-    assert len({line.index(word) for line, word in zip(table, ["TASK", "classification", "generation"])}) == 1
+    assert len({line.index(word) for line, word in zip(table, ["TASK", "classification", "generation"], strict=True)}) == 1
 
 
 @pytest.mark.parametrize(

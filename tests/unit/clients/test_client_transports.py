@@ -234,9 +234,9 @@ def test_grpc_store_names(name: str, task: str, store: str) -> None:
 
 
 def test_grpc_store_name_rejects_wrong_task_and_unknown_names() -> None:
-    with pytest.raises(InvalidRequestError, match="vae2"):
+    with pytest.raises(NotFoundError, match="unknown classification model 'vae2'"):
         store_name("vae2", "classification")
-    with pytest.raises(InvalidRequestError, match="lstm"):
+    with pytest.raises(NotFoundError, match="unknown generation model 'lstm'; expected one of vae2, vae4"):
         store_name("lstm", "generation")
-    with pytest.raises(NotFoundError, match="unknown model 'resnet'"):
+    with pytest.raises(NotFoundError, match="unknown classification model 'resnet'"):
         store_name("resnet", "classification")
