@@ -267,6 +267,17 @@ def _classify(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def describe_png(data: bytes) -> str:
+    """``"W x H PNG"`` from a PNG's header (just ``"PNG"`` when the header is not there)."""
+    if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return f"{width} x {height} PNG"
+    return "PNG"
+
+
 def _write(output: str, data: bytes, what: str) -> None:
     if output == "-":
         sys.stdout.buffer.write(data)
@@ -286,8 +297,8 @@ def _write_images(output: str, images: np.ndarray, ncols: int | None = None) -> 
         return
     from serving.images import tile, to_png
 
-    picture = images[0] if len(images) == 1 else tile(images, ncols=ncols)
-    _write(output, to_png(picture), f"{picture.shape[1]} x {picture.shape[0]} PNG")
+    png = to_png(images[0] if len(images) == 1 else tile(images, ncols=ncols))
+    _write(output, png, describe_png(png))
 
 
 def _generate(client: Client, args: argparse.Namespace) -> int:
@@ -303,7 +314,7 @@ def _sample(client: Client, args: argparse.Namespace) -> int:
 
 def _manifold(client: Client, args: argparse.Namespace) -> int:
     png = client.manifold(model=args.model, n=args.n, scale=args.scale, dims=tuple(args.dims), fixed=args.fixed)
-    _write(args.output, png, "PNG")
+    _write(args.output, png, describe_png(png))
     return EXIT_OK
 
 

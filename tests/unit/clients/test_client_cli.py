@@ -17,6 +17,7 @@ from clients.cli import (
     classification_result,
     exit_code,
     format_models_table,
+    describe_png,
     format_result,
     main,
 )
@@ -245,12 +246,22 @@ def test_sample_grid_size(fake: FakeClient, tmp_path) -> None:
         assert img.size == (6 * 28, 28)
 
 
-def test_manifold_passes_options_and_writes_the_bytes(fake: FakeClient, tmp_path) -> None:
+def test_manifold_passes_options_and_writes_the_bytes(fake: FakeClient, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.png"
     assert main(["manifold", "--n", "3", "--scale", "1.5", "--dims", "1", "0", "-o", str(out)]) == 0
     assert fake.calls == [("manifold", ("vae2", 3, 1.5, (1, 0), None))]
+    assert capsys.readouterr().out == f"wrote {out} (84 x 84 PNG)\n"
     with Image.open(out) as img:
         assert img.size == (84, 84)
+
+
+def test_png_output_to_stdout(fake: FakeClient, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert main(["sample", "-n", "2", "-o", "-"]) == 0
+    data = capsysbinary.readouterr().out
+    assert describe_png(data) == "56 x 28 PNG"
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == (56, 28)
+    assert describe_png(b"GIF89a") == "PNG"
 
 
 def test_unwritable_output_exits_1(fake: FakeClient, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
