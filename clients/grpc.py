@@ -318,6 +318,7 @@ class GRPCClient(Client):
         for names, task in ((CLASSIFIERS, "classification"), (GENERATORS, "generation")):
             for name in names:
                 store = store_name(name, task)
+                self._signatures.pop(store, None)  # a listing should show the versions served now
                 try:
                     signature = dict(self._signature(store))
                 except NotFoundError:
