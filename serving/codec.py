@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ERROR_TABLE, InvalidInput, NotReady, PayloadTooLarge, ServingError, http_status
+from .errors import ERROR_TABLE, InvalidInput, PayloadTooLarge, ServingError, message_is_public
 
 # Broadcasting a short *_val list to its declared shape allocates the full tensor, so a
 # tiny message could ask for gigabytes; refuse more elements than this by default.
@@ -363,13 +363,9 @@ ITEM_ERROR_PREFIX = "!"
 
 def item_error(exc: BaseException) -> str:
     """The answer for an item that failed (its batch-mates are unaffected)."""
-    if isinstance(exc, ServingError) and _tells_the_caller(exc):
+    if isinstance(exc, ServingError) and message_is_public(exc):
         return f"{ITEM_ERROR_PREFIX}{type(exc).__name__}:{exc}"
     return f"{ITEM_ERROR_PREFIX}ServingError:inference failed"
-
-
-def _tells_the_caller(exc: BaseException) -> bool:
-    return 400 <= http_status(exc) < 500 or isinstance(exc, NotReady)
 
 
 def _raise_item_error(answer: str) -> None:

@@ -99,20 +99,24 @@ def grpc_code(exc: BaseException) -> Any:
     return getattr(grpc.StatusCode, _lookup(exc)[1])
 
 
-def is_client_error(exc: BaseException) -> bool:
-    """True when the caller is at fault (4xx): the message may be shown to them."""
-    return 400 <= http_status(exc) < 500
+# 5xx classes whose messages are deliberate (what is unavailable or unimplemented), never a leaked cause.
+_PUBLIC_SERVER_ERRORS = (Unimplemented, NotReady, DeadlineExceeded)
+
+
+def message_is_public(exc: BaseException) -> bool:
+    """True when the exception's own message may be shown to the caller: every 4xx, and deliberate 5xx."""
+    return 400 <= http_status(exc) < 500 or isinstance(exc, _PUBLIC_SERVER_ERRORS)
 
 
 def error_message(exc: BaseException) -> str:
-    """The message safe to send to the client: the exception's own text for 4xx, a generic one otherwise."""
-    if is_client_error(exc):
+    """The message safe to send to the client: the exception's own text when public, a generic one otherwise."""
+    if message_is_public(exc):
         return str(exc) or type(exc).__doc__ or type(exc).__name__
     return INTERNAL_MESSAGE
 
 
 def error_body(exc: BaseException) -> dict[str, str]:
-    """JSON body for an error response: ``{"error": message, "type": ClassName}``; 5xx bodies never leak internals."""
-    if is_client_error(exc):
+    """JSON body for an error response: ``{"error": message, "type": ClassName}``; internal faults never leak details."""
+    if message_is_public(exc):
         return {"error": error_message(exc), "type": type(exc).__name__}
     return {"error": INTERNAL_MESSAGE, "type": "InternalError"}

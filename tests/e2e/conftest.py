@@ -33,6 +33,11 @@ class Server:
     test_images: np.ndarray
     test_labels: np.ndarray
 
+    def model_dir(self, store_name: str) -> Path:
+        """The directory of the latest stored version of a model."""
+        base = self.home / "models" / store_name
+        return base / (base / "latest").read_text().strip()
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -83,7 +83,7 @@ def test_model_metadata_matches_signature_json(stub, server):
         sigmap = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(sigmap)
         signature = sigmap.signature_def["serving_default"]
-        stored = json.loads((next((server.home / "models" / entry["store_name"]).iterdir()) / "signature.json").read_text())
+        stored = json.loads((server.model_dir(entry["store_name"]) / "signature.json").read_text())
         for kind, specs in (("inputs", stored["inputs"]), ("outputs", stored["outputs"])):
             infos = getattr(signature, kind)
             assert sorted(infos.keys()) == sorted(s["name"] for s in specs)

@@ -83,10 +83,16 @@ def test_client_error_body_carries_message_and_class_name():
     assert error_body(ModelNotFound("unknown model 'x'"))["type"] == "ModelNotFound"
 
 
-def test_server_error_body_never_leaks_the_message():
-    for exc in (ServingError("db password hunter2"), NotReady("loading /secret/path"), Unimplemented("x")):
+def test_internal_error_body_never_leaks_the_message():
+    for exc in (ServingError("db password hunter2"), errors.ModelIntegrityError("sha256 of /secret/path"), RuntimeError("x")):
         body = error_body(exc)
         assert body == {"error": errors.INTERNAL_MESSAGE, "type": "InternalError"}
+
+
+def test_deliberate_server_errors_explain_themselves():
+    # Written for the caller: what is unavailable or not offered, and what to do instead.
+    assert error_body(NotReady("model mnist-lstm is still loading")) == {"error": "model mnist-lstm is still loading", "type": "NotReady"}
+    assert error_body(Unimplemented("Classify is not offered: call Predict"))["error"].startswith("Classify")
 
 
 def test_empty_message_falls_back_to_something_readable():
