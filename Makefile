@@ -8,7 +8,7 @@ DATA_DIR ?= $(abspath ../shared/datasets)
 export DATA_DIR
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit models quick-models serve clean
+.PHONY: help venv test test-unit models quick-models serve loadtest bench bento container clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
@@ -35,6 +35,18 @@ quick-models: $(STAMP) ## train + export + register a quick profile (minutes)
 
 serve: $(STAMP) ## serve HTTP (BentoML, :3000) and gRPC (TF Serving API, :8500); builds quick models if the store is empty
 	$(PY) -m serving
+
+loadtest: $(STAMP) ## bounded locust run against a service it starts (or URL=http://...); SLO verdict, exit 1 on breach
+	$(PY) -m loadtests run $(if $(URL),--url $(URL))
+
+bench: $(STAMP) ## side-by-side benchmark table (in-process ORT, served, bulk, Keras baseline, manifold, start-up, RSS)
+	$(PY) -m loadtests.bench
+
+bento: $(STAMP) ## bentoml build (CPU image by default; GPU=1 for the CUDA image)
+	$(PY) -m deploy bento $(if $(GPU),--gpu)
+
+container: $(STAMP) ## bentoml containerize the last bento (needs a Docker engine)
+	$(PY) -m deploy container $(if $(GPU),--gpu)
 
 clean: ## remove runs, results and caches (keeps .venv and the model store)
 	rm -rf runs results exports .pytest_cache
