@@ -31,16 +31,21 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_layout(parser: argparse.ArgumentParser) -> None:
+def _add_layout(parser: argparse.ArgumentParser, repositories: bool = False) -> None:
     # training.export imports TensorFlow only inside the functions that need it.
     from training.export import LAYOUTS
+    from training.repository import LAYOUTS as REPOSITORY_LAYOUTS
 
     parser.add_argument(
         "--layout",
-        choices=sorted(LAYOUTS),
+        choices=sorted(LAYOUTS) + (list(REPOSITORY_LAYOUTS) if repositories else []),
         default="bentoml",
-        help="where exports go: 'bentoml' registers them in the store at $BENTOML_HOME (default)",
+        help="where exports go: 'bentoml' registers them in the store at $BENTOML_HOME (default)"
+        + ("; 'triton' / 'tfserving' write the models already in that store as a Triton model repository / "
+           "TensorFlow Serving base paths under --out (--model all: every stored model)" if repositories else ""),
     )
+    if repositories:
+        parser.add_argument("--out", type=Path, help="output folder of --layout triton|tfserving")
 
 
 def _add_verbosity(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="SavedModel + ONNX + parity check + signature.json, then publish")
     _add_model(export)
     export.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="runs folder written by train (default: runs/)")
-    _add_layout(export)
+    _add_layout(export, repositories=True)
 
     build = commands.add_parser("build", help="train + export + register every model of a profile")
     build.add_argument("--profile", choices=sorted(PROFILES), required=True,
@@ -117,6 +122,17 @@ def _export(names: list[str], runs: Path, layout: str) -> dict[str, dict]:
     return results
 
 
+def _export_repository(layout: str, out: Path | None, names: list[str], every: bool) -> None:
+    from training.catalog import store_entries
+    from training.repository import RepositoryError, export_repository
+
+    if out is None:
+        raise RepositoryError(f"--layout {layout} needs --out DIR")
+    store_names = None if every else [e.store_name for name in names for e in store_entries(name)]
+    for entry in export_repository(layout, out, store_names):
+        print(f"[export] {entry['tag']} -> {layout}: {entry['path']}", flush=True)
+
+
 def _summary(runs: Path, profile: str, exports: dict[str, dict], total: float) -> dict:
     models = {}
     for name, exported in exports.items():
@@ -143,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.data import DataError
     from training.export import ExportError
+    from training.repository import LAYOUTS as REPOSITORY_LAYOUTS
 
     started = time.perf_counter()
     try:
         if args.command == "train":
             _train(args, names, args.profile)
+        elif args.command == "export" and args.layout in REPOSITORY_LAYOUTS:
+            _export_repository(args.layout, args.out, names, every=args.model == "all")
         elif args.command == "export":
             _export(names, args.runs, args.layout)
         else:

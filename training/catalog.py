@@ -69,6 +69,7 @@ def resolve_models(spec: str) -> list[str]:
     unknown = [n for n in names if n not in ALL_MODELS]
     if unknown or not names:
         raise ValueError(
-            f"unknown model {', '.join(unknown) or spec!r}; expected one of {', '.join(ALL_MODELS)} or 'all'"
+            f"unknown model {', '.join(map(repr, unknown)) or repr(spec)}; "
+            f"expected one of {', '.join(ALL_MODELS)} or 'all'"
         )
     return names

@@ -105,10 +105,15 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
+    import tensorflow as tf
+
     write_saved_model(model, inputs[0], [o.name for o in outputs], out / "saved_model")
-    write_onnx(out / "saved_model", inputs[0], out / "model.onnx")
+    # Convert and compare what was written, not the in-memory Keras model.
+    loaded = tf.saved_model.load(str(out / "saved_model"))
+    signature_fn = loaded.signatures[SIGNATURE_NAME]
+    write_onnx(signature_fn, inputs[0], out / "model.onnx")
     check_onnx(out / "model.onnx", inputs, outputs)
-    diff = parity(out / "saved_model", out / "model.onnx", inputs[0].name, parity_inputs)
+    diff = parity(signature_fn, out / "model.onnx", inputs[0].name, parity_inputs)
     if not diff <= PARITY_TOLERANCE:
         raise ExportError(
             f"{entry.store_name}: TF and ONNX Runtime differ by up to {diff:.3g} on {len(parity_inputs)} "
@@ -163,14 +168,15 @@ def write_saved_model(model, spec: TensorInfo, output_names: list[str], path: Pa
     archive.write_out(str(path), verbose=False)
 
 
-def write_onnx(saved_model: Path, spec: TensorInfo, path: Path) -> None:
-    """Convert the SavedModel's ``serving_default`` with tf2onnx at the pinned opset."""
+def write_onnx(signature, spec: TensorInfo, path: Path) -> None:
+    """Convert a loaded SavedModel signature with tf2onnx at the pinned opset.
+
+    The caller keeps the loaded SavedModel alive: the signature's variables belong to it.
+    """
     import onnx
     import tensorflow as tf
     import tf2onnx
 
-    loaded = tf.saved_model.load(str(saved_model))  # keep: the signature needs its variables alive
-    signature = loaded.signatures[SIGNATURE_NAME]
     # tf2onnx names the ONNX input after the TensorSpec and the outputs after the dict keys.
     fn = tf.function(
         lambda x: signature(**{spec.name: x}),
@@ -211,12 +217,10 @@ def check_onnx(path: Path, inputs: list[TensorInfo], outputs: list[TensorInfo]) 
                 raise ExportError(f"{path}: at batch {batch}, {name} has shape {y.shape}")
 
 
-def parity(saved_model: Path, onnx_path: Path, input_name: str, x: np.ndarray) -> float:
-    """Max |TF SavedModel - ONNX Runtime (CPU)| over all outputs on ``x``."""
+def parity(signature, onnx_path: Path, input_name: str, x: np.ndarray) -> float:
+    """Max |TF SavedModel signature - ONNX Runtime (CPU)| over all outputs on ``x``."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(saved_model))
-    signature = loaded.signatures[SIGNATURE_NAME]
     expected = {k: v.numpy() for k, v in signature(**{input_name: tf.constant(x)}).items()}
     session = _ort_session(onnx_path)
     names = [o.name for o in session.get_outputs()]

@@ -48,7 +48,7 @@ class TrainOptions:
         values = {
             "profile": profile.name,
             "epochs": profile.epochs_for(model),
-            "batch_size": profile.batch_size,
+            "batch_size": profile.batch_size_for(model),
             "seed": profile.seed,
             "limit": profile.limit,
             "test_limit": profile.test_limit,
@@ -71,6 +71,9 @@ def train(name: str, options: TrainOptions, out: Path) -> dict:
         raise ValueError(
             f"{name}: the test set has {len(split.x_test)} images; the export's parity check needs >= {MIN_PARITY_INPUTS}"
         )
+    # A fresh Keras state per model: memory of earlier models is released and
+    # auto-generated layer names do not depend on what was trained before.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(options.seed)
 
     started = time.perf_counter()
@@ -105,7 +108,8 @@ def _train_classifier(name: str, split: data.Split, options: TrainOptions, run_d
     from training import classifiers, report
 
     config = classifiers.CONFIGS[name]
-    model = classifiers.compile_classifier(classifiers.build(name, config), config)
+    steps = options.epochs * -(-len(split.x_train) // options.batch_size)
+    model = classifiers.compile_classifier(classifiers.build(name, config), config, total_steps=steps)
     fit = model.fit(
         data.to_float(split.x_train),
         split.y_train,
@@ -157,11 +161,12 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
     history = _history(fit)
 
     n, scale = 30, 2.0
-    z_grid = report.manifold_latents(config.base_vector(), config.manifold_dims, n=n, scale=scale)
-    # One batched decode of all n*n points (the seed made n*n predict calls).
-    decoded = ops.convert_to_numpy(model.decoder(z_grid, training=False))
+    mosaic = report.decode_manifold(
+        lambda z: ops.convert_to_numpy(model.decoder(z, training=False)),
+        config.base_vector(), config.manifold_dims, n=n, scale=scale,
+    )
     report.plot_manifold(
-        report.tile(decoded, n), n, scale, config.manifold_dims, config.base_vector(),
+        mosaic, n, scale, config.manifold_dims, config.base_vector(),
         run_dir / "reports" / "manifold.png", f"{name}: decoded latent grid",
     )
     z_mean = ops.convert_to_numpy(model.encoder.predict(x_test, batch_size=1024, verbose=0)[0])
@@ -169,7 +174,9 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
         z_mean, split.y_test, FASHION_LABELS, run_dir / "reports" / "latent_clusters.png",
         f"{name}: test-set z_mean by class",
     )
-    report.plot_curves(history, run_dir / "reports" / "training_curves.png", f"{name} ({options.profile})", metrics)
+    # Test figures under the history's metric names, for the dashed lines.
+    test_lines = {f"test_{k}": results[k] for k in ("loss", "reconstruction_loss", "kl_loss")}
+    report.plot_curves(history, run_dir / "reports" / "training_curves.png", f"{name} ({options.profile})", test_lines)
     return history, metrics
 
 
