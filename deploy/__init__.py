@@ -1,0 +1,1 @@
+"""Packaging and deployment: the Bento, its container image, Kubernetes manifests (``python -m deploy``)."""
