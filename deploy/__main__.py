@@ -1,0 +1,147 @@
+"""``python -m deploy``: build the Bento, containerize it, check it, render and validate the Kubernetes manifests.
+
+    python -m deploy bento [--gpu] [--models TAG,...]      bentoml build (no Docker needed)
+    python -m deploy container [--gpu] [--bento TAG]       bentoml containerize (needs a Docker engine)
+    python -m deploy check [--gpu] [--bento TAG]           inspect a built Bento + hadolint its Dockerfile
+    python -m deploy k8s [--gpu] [--validate]              render deploy/k8s (kustomize subset) / validate it
+
+The CPU variant (bentofile.cpu.yaml) is the default; ``--gpu`` selects bentofile.yaml
+(CUDA 13 + cuDNN 9). Models come from the store at ``$BENTOML_HOME``. See docs/deploy.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+
+IMAGE_NAME = "digits-serving"  # the name deploy/k8s uses; the tag is the variant
+
+
+def _variant(args: argparse.Namespace) -> str:
+    return "gpu" if args.gpu else "cpu"
+
+
+def cmd_bento(args: argparse.Namespace) -> int:
+    from deploy import bento
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    try:
+        built = bento.build(_variant(args), models=models, version=args.version)
+    except Exception as e:  # BentoML raises a zoo of types (NotFound, InvalidArgument, BentoMLException)
+        print(f"error: bentoml build failed: {type(e).__name__}: {e}", file=sys.stderr)
+        if "not found" in str(e).lower():
+            print("hint: the bentofile names models missing from the store at $BENTOML_HOME; run `make models` "
+                  "or pass --models with the tags you have (`bentoml models list`)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(built.to_json()))
+    else:
+        print(f"built {built.tag} ({built.variant}) at {built.path}")
+        print(f"models: {', '.join(built.models)}")
+        print(f"next: python -m deploy check --bento {built.tag}"
+              f"{' --gpu' if built.variant == 'gpu' else ''}; python -m deploy container --bento {built.tag}"
+              f"{' --gpu' if built.variant == 'gpu' else ''}")
+    return 0
+
+
+def cmd_container(args: argparse.Namespace) -> int:
+    from deploy import bento
+
+    variant = _variant(args)
+    why = bento.docker_engine() if args.backend == "docker" else None
+    if why:
+        print(f"error: no container engine here ({why}). Build the Bento here (`python -m deploy bento`), "
+              "then run this command, or `bentoml containerize`, where Docker runs (docs/deploy.md).", file=sys.stderr)
+        return 3
+    tag = args.bento or bento.latest_tag(variant)
+    built = bento.resolve(tag, variant)
+    image = args.image or f"{IMAGE_NAME}:{variant}"
+    version_image = f"{image.rpartition(':')[0] or image}:{variant}-{built.tag.partition(':')[2]}"
+    command = [sys.executable, "-m", "bentoml", "containerize", built.tag, "--backend", args.backend, "-t", image]
+    print("+ " + " ".join(command), flush=True)
+    result = subprocess.run(command)
+    if result.returncode == 0 and args.backend == "docker":
+        subprocess.run(["docker", "tag", image, version_image], check=False)
+        print(f"image {image} (also {version_image}); run: docker run --rm -p 3000:3000 -p 8500:8500 "
+              f"{'--gpus all ' if variant == 'gpu' else ''}{image}")
+    return result.returncode
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from deploy import bento
+
+    try:
+        built = bento.resolve(args.bento or bento.latest_tag(_variant(args)), _variant(args))
+    except Exception as e:  # bentoml's NotFound and friends
+        print(f"error: no such Bento: {e} (build one with `python -m deploy bento`)", file=sys.stderr)
+        return 1
+    checks = bento.check_bento(built, lint=not args.no_lint)
+    if args.json:
+        print(json.dumps({"bento": built.to_json(), "checks": [c.__dict__ for c in checks]}, indent=2))
+    else:
+        print(f"{built.tag} ({built.variant}) at {built.path}")
+        for c in checks:
+            print(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_k8s(args: argparse.Namespace) -> int:
+    from deploy import manifests
+
+    objects = manifests.render(manifests.KUSTOMIZATIONS[_variant(args)])
+    if not args.validate:
+        sys.stdout.write(manifests.to_yaml(objects))
+        return 0
+    errors = manifests.validate(objects)
+    for error in errors:
+        print(f"FAIL {error}")
+    if not errors:
+        kinds = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+        print(f"ok: {kinds} valid for Kubernetes {', '.join(manifests.KUBERNETES_VERSIONS)}")
+    return 1 if errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--gpu", action="store_true", help="the CUDA variant (bentofile.yaml) instead of the CPU one")
+        return sub
+
+    b = add("bento", "bentoml build the service + models into the local Bento store ($BENTOML_HOME)")
+    b.add_argument("--models", help="comma-separated store tags/names to package instead of the bentofile's list")
+    b.add_argument("--version", help="Bento version (default: generated)")
+    b.add_argument("--json", action="store_true", help="print {tag, path, variant, models} as JSON")
+    b.set_defaults(run=cmd_bento)
+
+    c = add("container", "bentoml containerize a Bento into an image (needs a Docker engine)")
+    c.add_argument("--bento", help="Bento tag (default: the newest of the variant)")
+    c.add_argument("--image", help=f"image name:tag (default: {IMAGE_NAME}:cpu or :gpu, as deploy/k8s expects)")
+    c.add_argument("--backend", default="docker", help="bentoml containerize backend (docker, buildx, podman, buildah, nerdctl, buildctl)")
+    c.set_defaults(run=cmd_container)
+
+    k = add("check", "check a built Bento: service, models, sources, pins, Dockerfile; hadolint")
+    k.add_argument("--bento", help="Bento tag (default: the newest of the variant)")
+    k.add_argument("--no-lint", action="store_true", help="skip hadolint")
+    k.add_argument("--json", action="store_true", help="machine-readable report")
+    k.set_defaults(run=cmd_check)
+
+    m = add("k8s", "print the rendered Kubernetes manifests (deploy/k8s), or validate them against the API schemas")
+    m.add_argument("--validate", action="store_true", help="validate instead of printing; exit 1 on errors")
+    m.set_defaults(run=cmd_k8s)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
