@@ -225,13 +225,27 @@ def adjacent_inprocess(registry: Any, store_name: str, cpus: set[int] | None, se
 
 
 def served_run(url: str, store_name: str, model: str, concurrency: int, args: argparse.Namespace,
-               server_procs: Sequence[Any], client_cpus: set[int] | None) -> dict[str, Any]:
+               server_procs: Sequence[Any], client_cpus: set[int] | None,
+               profile_pid: int | None = None, profile_out: Path | None = None) -> dict[str, Any]:
+    from . import profiling
+
     marks: dict[str, Any] = {}
+    spy: list[subprocess.Popen] = []
 
     def on_window(event: str) -> None:
         marks[event] = (time.perf_counter(), scrape(url), cpu_seconds(server_procs))
+        if event == "window_start" and profile_pid and profile_out:
+            spy.append(profiling.record(profile_pid, args.duration - 1, profile_out))
 
     result = run_loadgen(url, "classify", model, concurrency, args.warmup, args.duration, args.data_dir, client_cpus, on_window)
+    for proc in spy:
+        _, err = proc.communicate(timeout=60)
+        if proc.returncode != 0 or not profile_out or not profile_out.exists():
+            result["profile_error"] = err.decode(errors="replace")[-500:]
+        else:
+            total, counts = profiling.categorize(profile_out.read_text().splitlines())
+            result["profile"] = {"file": str(profile_out), "samples": total, "seconds": args.duration - 1, "rate": 100,
+                                 "categories": dict(counts.most_common())}
     (t0, m0, c0), (t1, m1, c1) = marks["window_start"], marks["window_end"]
     batch = promtext.histogram_delta(m0, m1, "model_batch_size", {"model": store_name})
     adaptive = promtext.histogram_delta(m0, m1, "bentoml_service_adaptive_batch_size", {"method_name": "predict_items"})
@@ -266,7 +280,11 @@ def bench_service(args: argparse.Namespace, rep: dict[str, Any], registry: Any, 
         model = rep["model"]
         store_name = catalog.store_name(model)
         all_procs = [p for _, p in procs]
-        rep["served"] = [served_run(svc.http_url, store_name, model, c, args, all_procs, client_cpus) for c in args.concurrency]
+        worker = next((p.pid for role, p in procs if role == "HTTP worker"), None)
+        top = max(args.concurrency)
+        rep["served"] = [served_run(svc.http_url, store_name, model, c, args, all_procs, client_cpus,
+                                    worker if args.py_spy and c == top else None, out / f"worker-profile-c{c}.txt")
+                         for c in args.concurrency]
         sample_rss("after (2)")
 
         marks: dict[str, Any] = {}
@@ -369,8 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifold-requests", type=int, default=20, help="sequential manifold requests timed in (5)")
     p.add_argument("--inprocess-seconds", type=float, default=0.5, help="minimum seconds per (model, batch) in (1)")
     p.add_argument("--seed-calls", type=int, default=50, help="decoder.predict calls measured for the seed loop")
-    p.add_argument("--placement", choices=("split", "shared"), default="split",
-                   help="split: server on CPU 1.., load generator on CPU 0; shared: no pinning")
+    p.add_argument("--placement", choices=("shared", "split"), default="shared",
+                   help="shared (default): no pinning, the server may use every core; split: server on CPU 1.., "
+                        "load generator on CPU 0 (then ONNX Runtime gets one core)")
+    p.add_argument("--py-spy", action="store_true",
+                   help="record the HTTP worker with py-spy during the highest-concurrency run and break its CPU down")
     p.add_argument("--skip", default="", help="comma list of parts to skip: inprocess, baseline, seed")
     p.add_argument("--data-dir", default=default_data_dir())
     p.add_argument("--ready-timeout", type=float, default=180.0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 BATCHES = (1, 8, 64, 1024)
@@ -168,6 +169,16 @@ def render_markdown(report: dict[str, Any]) -> str:
             rows = [[p["role"], p["pid"], *(fmt((p.get("rss_by_phase_mb") or {}).get(ph, p.get("rss_ready_mb")), 0) for ph in phases)]
                     for p in procs]
             out += [markdown_table(["process", "pid", *(f"RSS MB {ph}" for ph in phases)], rows), ""]
+
+    profiled = [r for r in served if r.get("profile")]
+    for r in profiled:
+        prof = r["profile"]
+        total = prof["samples"]
+        out += [f"## Where the HTTP worker's CPU goes at {r['concurrency']} clients (py-spy)", "",
+                f"{total} on-CPU samples in {prof['seconds']:.0f} s at {prof['rate']} Hz, all threads "
+                f"(raw stacks: `{Path(prof['file']).name}`).", ""]
+        rows = [[name, f"{n / total:.1%}"] for name, n in prof["categories"].items()] if total else []
+        out += [markdown_table(["where", "share of samples"], rows), ""]
 
     out += ["## Targets (2-core CPU box)", ""]
     out += [markdown_table(["target", "wanted", "measured", "verdict"],
