@@ -71,6 +71,7 @@ class ModelRuntime:
     providers: list[str]
     created: float = 0.0
     intra_op_threads: int = 0
+    spinning: bool = False
     session: Any = None
     provider: str | None = None
     ready: bool = False
@@ -119,6 +120,9 @@ class ModelRuntime:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             if self.intra_op_threads:
                 options.intra_op_num_threads = self.intra_op_threads
+            if not self.spinning:
+                # Spinning ORT threads steal the core the event loop needs between small batches.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.session = ort.InferenceSession(str(model_file), sess_options=options, providers=self.providers)
             self.provider = self.session.get_providers()[0]
             self._warm_up()
@@ -193,6 +197,7 @@ class Registry:
                     providers=providers,
                     created=model.creation_time.timestamp(),
                     intra_op_threads=settings.intra_op_threads,
+                    spinning=settings.ort_spinning,
                 )
             )
         return cls(runtimes, settings.default_classifier)

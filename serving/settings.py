@@ -94,6 +94,15 @@ def _parse_log_level(raw: str) -> str:
     return value
 
 
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
 def _setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
     return field(default=default, metadata={"parse": parse, "help": help})
 
@@ -115,6 +124,9 @@ class Settings:
         "auto", _parse_providers, "ONNX Runtime providers in order, e.g. 'cuda,cpu' or full ORT names; 'auto' = CUDA if usable, then CPU"
     )
     intra_op_threads: int = _setting(0, _int(0), "ONNX Runtime intra-op threads per session; 0 = ORT default")
+    ort_spinning: bool = _setting(
+        False, _parse_bool, "let ONNX Runtime threads spin-wait between runs (only with cores to spare: spinning starves the event loop)"
+    )
     max_batch_size: int = _setting(64, _int(1), "largest adaptive batch sent to a model")
     max_latency_ms: int = _setting(2000, _int(1), "latency budget of the adaptive batcher, in milliseconds")
     max_body_bytes: int = _setting(16 * MiB, _parse_bytes, "largest HTTP request body (accepts 16MiB style suffixes)")

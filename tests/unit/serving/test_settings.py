@@ -128,3 +128,13 @@ def test_cli_current_reports_bad_env(monkeypatch, capsys):
     assert main(["--current"]) == 0
     assert json.loads(capsys.readouterr().out)["workers"] == 3
 
+
+
+def test_readme_configuration_table_is_generated_from_the_settings():
+    from pathlib import Path
+
+    from serving.settings import markdown_table
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    block = readme.split("<!-- settings-table -->\n", 1)[1].split("\n<!-- /settings-table -->", 1)[0]
+    assert block.strip() == markdown_table().strip(), "regenerate with: python -m serving.settings"
