@@ -58,7 +58,8 @@ def cmd_container(args: argparse.Namespace) -> int:
     tag = args.bento or bento.latest_tag(variant)
     built = bento.resolve(tag, variant)
     image = args.image or f"{IMAGE_NAME}:{variant}"
-    version_image = f"{image.rpartition(':')[0] or image}:{variant}-{built.tag.partition(':')[2]}"
+    repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    version_image = f"{repository}:{variant}-{built.tag.partition(':')[2]}"
     command = [sys.executable, "-m", "bentoml", "containerize", built.tag, "--backend", args.backend, "-t", image]
     print("+ " + " ".join(command), flush=True)
     result = subprocess.run(command)

@@ -229,5 +229,6 @@ def docker_engine() -> str | None:
     except subprocess.TimeoutExpired:
         return "`docker info` timed out"
     if result.returncode != 0:
-        return f"`docker info` failed: {(result.stderr or result.stdout).strip().splitlines()[-1] if (result.stderr or result.stdout).strip() else result.returncode}"
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        return f"`docker info` failed: {lines[-1] if lines else f'exit status {result.returncode}'}"
     return None

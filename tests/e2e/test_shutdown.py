@@ -8,12 +8,13 @@ way Kubernetes does (to PID 1 only), and sorts every request into:
 - ``ok``: a complete answer equal to the reference answer for the same input;
 - ``refused``: never accepted (connection refused, or gRPC's own UNAVAILABLE
   before the call reached a servicer);
-- ``dropped``: the connection closed before any answer started;
+- ``dropped``: closed before any answer started (a connection reset from the
+  listen backlog; a gRPC call cancelled before a servicer got it);
 - ``bad``: anything else: a 5xx or other error status, a truncated or wrong
   answer, or a gRPC call that our front accepted but could not complete.
 
-Requests started before the signal were in flight and must all be ``ok``;
-requests started after it may be ``refused`` or ``dropped``, never ``bad``.
+Requests started well before the signal (``ACCEPTED_AFTER_S``) were in flight
+and must all be ``ok``; later ones may be ``refused`` or ``dropped``, never ``bad``.
 """
 from __future__ import annotations
 
@@ -150,7 +151,6 @@ GRPC_TRANSPORT_REFUSALS = ("failed to connect", "connection refused", "connectio
 
 def grpc_predict(stub, request, reference: np.ndarray) -> tuple[str, str]:
     import grpc
-    from tensorflow.core.framework import tensor_pb2  # noqa: F401  (registers the proto types)
 
     from serving import codec
 
