@@ -122,7 +122,9 @@ def test_pod_runs_as_the_image_user_with_a_read_only_root() -> None:
     c = container(objects)
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp"}
+    # Everything the server writes (BentoML's home, ONNX Runtime's cache) must land on the /tmp volume.
     assert objects["ConfigMap"]["data"]["BENTOML_HOME"].startswith("/tmp/")
+    assert objects["ConfigMap"]["data"]["XDG_CACHE_HOME"].startswith("/tmp/")
 
 
 def test_renderer_applies_json_patches_and_refuses_what_it_does_not_know(tmp_path: Path) -> None:
