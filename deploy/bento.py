@@ -163,7 +163,10 @@ def check_bento(built: Built, *, lint: bool = True) -> list[Check]:
 
     checks.extend(check_dockerfile(built, config))
     if lint:
-        findings = hadolint(built.path / "env" / "docker" / "Dockerfile")
+        try:
+            findings = hadolint(built.path / "env" / "docker" / "Dockerfile")
+        except FileNotFoundError as e:
+            findings = [str(e)]
         checks.append(Check("hadolint", not findings, "; ".join(findings) or f"clean (ignoring {', '.join(HADOLINT_IGNORED)})"))
     return checks
 
