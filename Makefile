@@ -8,7 +8,7 @@ DATA_DIR ?= $(abspath ../shared/datasets)
 export DATA_DIR
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit models quick-models serve loadtest bench bento container clean
+.PHONY: help venv test test-unit models quick-models serve loadtest bench bento container deploy-check k8s-validate export-triton export-tfserving clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
@@ -47,6 +47,18 @@ bento: $(STAMP) ## bentoml build (CPU image by default; GPU=1 for the CUDA image
 
 container: $(STAMP) ## bentoml containerize the last bento (needs a Docker engine)
 	$(PY) -m deploy container $(if $(GPU),--gpu)
+
+deploy-check: $(STAMP) ## check the last bento: contents, Dockerfile, hadolint (GPU=1 for the CUDA one)
+	$(PY) -m deploy check $(if $(GPU),--gpu)
+
+k8s-validate: $(STAMP) ## validate deploy/k8s (CPU and GPU) against the Kubernetes API schemas
+	$(PY) -m deploy k8s --validate && $(PY) -m deploy k8s --validate --gpu
+
+export-triton: $(STAMP) ## the stored models as a Triton model repository in exports/triton
+	$(PY) -m training export --model all --layout triton --out exports/triton
+
+export-tfserving: $(STAMP) ## the stored models as TF Serving base paths in exports/tfserving
+	$(PY) -m training export --model all --layout tfserving --out exports/tfserving
 
 clean: ## remove runs, results and caches (keeps .venv and the model store)
 	rm -rf runs results exports .pytest_cache

@@ -9,10 +9,12 @@ container image.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -51,58 +53,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR"), help="IDX data for the quick build (DATA_DIR)")
     args = parser.parse_args(argv)
 
-    if store_is_empty():
+    target = os.environ.get("SERVING_BENTO", "serving.service:DigitsService")
+    # A built Bento brings its own models; only the service run from source needs the store to hold some.
+    if target.startswith("serving.") and store_is_empty():
         if args.no_build:
             print("serving: the model store is empty; run `make models` (or drop --no-build)", file=sys.stderr)
             return 2
         build_quick_models(args.data_dir)
 
     env = {**os.environ, "SERVING_HOST": args.host, "SERVING_HTTP_PORT": str(args.http_port), "SERVING_GRPC_PORT": str(args.grpc_port)}
-    target = os.environ.get("SERVING_BENTO", "serving.service:DigitsService")
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", target, "--host", args.host, "--port", str(args.http_port)],
-            cwd=REPO if target.startswith("serving.") else None,
+    drain = settings.drain_timeout_s
+    http = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", target, "--host", args.host, "--port", str(args.http_port),
+         # uvicorn's own bound on in-flight requests at shutdown
+         "--timeout-graceful-shutdown", str(max(1, math.ceil(drain)))],
+        cwd=REPO if target.startswith("serving.") else None,
+        env=env,
+    )
+    grpc_front = None
+    if not args.no_grpc:
+        grpc_front = subprocess.Popen(
+            [sys.executable, "-m", "serving.grpc_server", "--host", args.host, "--port", str(args.grpc_port),
+             "--http-url", f"http://127.0.0.1:{args.http_port}"],
             env=env,
         )
-    ]
-    if not args.no_grpc:
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "serving.grpc_server", "--host", args.host, "--port", str(args.grpc_port),
-                 "--http-url", f"http://127.0.0.1:{args.http_port}"],
-                env=env,
-            )
-        )
+    children = [c for c in (grpc_front, http) if c is not None]
     print(f"serving: HTTP on http://{args.host}:{args.http_port}"
-          + ("" if args.no_grpc else f", gRPC on {args.host}:{args.grpc_port}"), flush=True)
+          + ("" if grpc_front is None else f", gRPC on {args.host}:{args.grpc_port}"), flush=True)
 
-    stop_requested = False
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.is_set() and all(c.poll() is None for c in children):
+        stop.wait(0.2)
 
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM if signum == signal.SIGINT else signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-
-    # Run until a child exits (or we are told to stop); then stop the rest and wait, bounded.
-    while all(c.poll() is None for c in children):
-        time.sleep(0.2)
-    if not stop_requested:
-        forward(signal.SIGTERM, None)
-    deadline = time.monotonic() + settings.drain_timeout_s + 10
+    # The gRPC front forwards to HTTP, so it drains first; HTTP then gets what is left of the drain budget.
+    deadline = time.monotonic() + drain + 5
     for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
     codes = [c.returncode for c in children]
-    return 0 if stop_requested and all(code in (0, -signal.SIGTERM) for code in codes) else next((c for c in codes if c), 1)
+    return 0 if stop.is_set() and all(code in (0, -signal.SIGTERM) for code in codes) else next((c for c in codes if c), 1)
 
 
 if __name__ == "__main__":

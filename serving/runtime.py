@@ -170,13 +170,15 @@ class Registry:
         self._default_classifier = default_classifier
 
     @classmethod
-    def from_store(cls, settings: Any) -> Registry:
-        """Runtimes for the latest version of each stored model (or the tags in SERVING_MODELS)."""
+    def from_store(cls, settings: Any, pinned: Sequence[str] = ()) -> Registry:
+        """Runtimes for the tags in SERVING_MODELS, else ``pinned`` (a Bento's own model tags),
+        else the latest version of each stored model."""
         import bentoml
 
         providers = choose_providers(settings.providers, _available_providers())
-        if settings.models:
-            models = [bentoml.models.get(tag) for tag in settings.models]
+        tags = list(settings.models) or list(pinned)
+        if tags:
+            models = [bentoml.models.get(tag) for tag in tags]
         else:
             latest: dict[str, Any] = {}
             for model in bentoml.models.list():

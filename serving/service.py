@@ -325,7 +325,10 @@ class DigitsService:
 
         logging.getLogger("serving").setLevel(SETTINGS.log_level)
         self.settings = SETTINGS
-        self.registry = Registry.from_store(SETTINGS)
+        # Served from a built Bento: exactly the model versions it was built with, not the store's newest.
+        bento = DigitsService.bento
+        pinned = [str(m.tag) for m in bento.info.all_models] if bento is not None else []
+        self.registry = Registry.from_store(SETTINGS, pinned)
         self.started = time.monotonic()
         self._batch_infer: Any = None
         # Load in the background so /livez answers at once and /readyz turns 200 only when all are warm.

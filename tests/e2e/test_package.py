@@ -170,9 +170,6 @@ def test_exported_bento_carries_its_models(built, trained_store, tmp_path: Path)
     assert not (empty_home / "models").exists() or not any((empty_home / "models").iterdir())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "serving/__main__.py checks $BENTOML_HOME's model store before starting and exits 2 with --no-build, "
-    "but a containerized Bento's models live in $BENTO_PATH/models (see docs/deploy.md, 'Known issues')"))
 def test_image_command_serves_http_and_grpc(built, trained_store, tmp_path: Path) -> None:
     """The image's CMD, with the image's environment, against the exported Bento."""
     directory = export(built["cpu"].tag, Path(trained_store.home), tmp_path / "bento")
@@ -196,9 +193,6 @@ def test_image_command_serves_http_and_grpc(built, trained_store, tmp_path: Path
         stop_server(process)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Registry.from_store serves the newest version of each model in $BENTOML_HOME, not the versions "
-    "the Bento was built with (see docs/deploy.md, 'Known issues')"))
 def test_bento_serves_its_own_model_versions(built, trained_store, tmp_path: Path) -> None:
     """A newer model in the store after the build must not leak into `bentoml serve <bento>`."""
     home = tmp_path / "store"
