@@ -170,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             _export(names, args.runs, args.layout)
         else:
-            _train(args, names, args.profile)
-            exports = _export(names, args.out, args.layout)
+            exports = {}
+            for name in names:  # export each model right away: a bad export fails fast
+                _train(args, [name], args.profile)
+                exports.update(_export([name], args.out, args.layout))
             summary = _summary(args.out, args.profile, exports, time.perf_counter() - started)
             (args.out / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
             print(f"[build] profile {args.profile}: {len(names)} models in {summary['total_seconds']:.0f}s; "

@@ -34,7 +34,7 @@ _IDX_DTYPES = {
 
 
 class DataError(ValueError):
-    """A dataset file is missing, unreadable or not what its header says."""
+    """A dataset file is missing, unreadable or not what its header says, or the data is too small."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from training.catalog import DIGIT_LABELS, FASHION_LABELS, StoreEntry, store_ent
 
 ONNX_OPSET = 17
 PARITY_TOLERANCE = 1e-4
+MIN_PARITY_INPUTS = 256
 SIGNATURE_NAME = "serving_default"
 BATCH_AXIS_NAME = "batch"
 UNIT_RANGE = [0.0, 1.0]
@@ -98,8 +99,8 @@ def _load_endpoint(entry: StoreEntry, run_dir: Path):
 
 def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) -> Exported:
     model, inputs, outputs, parity_inputs = _load_endpoint(entry, run_dir)
-    if len(parity_inputs) < 256:
-        raise ExportError(f"{entry.store_name}: {len(parity_inputs)} parity inputs; need >= 256")
+    if len(parity_inputs) < MIN_PARITY_INPUTS:
+        raise ExportError(f"{entry.store_name}: {len(parity_inputs)} parity inputs; need >= {MIN_PARITY_INPUTS}")
     out = run_dir / "export" / entry.store_name
     if out.exists():
         shutil.rmtree(out)
@@ -136,17 +137,26 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
     (out / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
     shutil.copytree(run_dir / "reports", out / "reports")
 
-    metadata = {
+    metadata = metadata_for(entry, run, metrics, diff, sha256(out / "model.onnx"))
+    labels = {"task": entry.task, "dataset": entry.dataset, "public_name": entry.public_name, "profile": str(run["profile"])}
+    return Exported(entry, out, signature, metadata, labels)
+
+
+def metadata_for(entry: StoreEntry, run: dict, metrics: dict, parity_max_abs_diff: float, onnx_sha256: str) -> dict:
+    """The store metadata of docs/CONTRACTS.md; plain JSON values, none of them null."""
+    return {
         "task": entry.task,
         "dataset": entry.dataset,
         "public_name": entry.public_name,
         "metrics": {k: float(v) for k, v in metrics.items()},
-        "parity_max_abs_diff": float(diff),
-        "sha256": sha256(out / "model.onnx"),
-        "training": {k: run[k] for k in ("epochs", "seed", "train_size", "test_size", "limit", "profile")},
+        "parity_max_abs_diff": float(parity_max_abs_diff),
+        "sha256": onnx_sha256,
+        "training": {
+            **{k: run[k] for k in ("epochs", "seed", "train_size", "test_size", "profile")},
+            # BentoML metadata cannot hold None: 0 means "no limit, all training images".
+            "limit": run["limit"] or 0,
+        },
     }
-    labels = {"task": entry.task, "dataset": entry.dataset, "public_name": entry.public_name, "profile": str(run["profile"])}
-    return Exported(entry, out, signature, metadata, labels)
 
 
 def write_saved_model(model, spec: TensorInfo, output_names: list[str], path: Path) -> None:

@@ -23,10 +23,10 @@ import numpy as np
 
 from training import data
 from training.catalog import CLASSIFIERS, DIGIT_LABELS, FASHION_LABELS, NUM_CLASSES, dataset_of
+from training.export import MIN_PARITY_INPUTS
 from training.profiles import Profile
 
 PARITY_INPUTS = 512  # test images kept for the export's TF-vs-ONNX check
-MIN_PARITY_INPUTS = 256
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def train(name: str, options: TrainOptions, out: Path) -> dict:
         dataset_of(name), options.data_dir, seed=options.seed, limit=options.limit, test_limit=options.test_limit
     )
     if len(split.x_test) < MIN_PARITY_INPUTS:
-        raise ValueError(
+        raise data.DataError(
             f"{name}: the test set has {len(split.x_test)} images; the export's parity check needs >= {MIN_PARITY_INPUTS}"
         )
     # A fresh Keras state per model: memory of earlier models is released and

@@ -90,6 +90,23 @@ def test_export_fails_with_the_parity_figure(small_run, monkeypatch):
         export_mod.export_run(small_run)
 
 
+def _nulls(value) -> list:
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _nulls(v)]
+    return [value] if value is None else []
+
+
+def test_metadata_has_the_contract_keys_and_no_nulls():
+    run = {"epochs": 20, "seed": 1337, "train_size": 10_000, "test_size": 5_000, "limit": None, "profile": "default"}
+    (entry,) = store_entries("lstm")
+    metadata = export_mod.metadata_for(entry, run, {"test_accuracy": np.float32(0.98), "test_loss": 0.1}, 1e-6, "ab")
+    assert set(metadata) == METADATA_KEYS and set(metadata["training"]) == TRAINING_KEYS
+    # BentoML refuses None anywhere in metadata; an unlimited run records limit 0.
+    assert metadata["training"]["limit"] == 0 and not _nulls(metadata)
+    assert json.loads(json.dumps(metadata)) == metadata
+    assert type(metadata["metrics"]["test_accuracy"]) is float
+
+
 def _tiny_onnx(path: Path, node, input_shape, output_shape) -> Path:
     from onnx import TensorProto, helper
 

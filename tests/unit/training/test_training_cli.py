@@ -54,3 +54,9 @@ def test_cli_import_and_help_stay_light():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_too_few_test_images_for_parity_is_refused_before_training(tmp_path, capsys, datasets_dir):
+    argv = ["train", "--model", "lstm", "--data-dir", str(datasets_dir), "--test-limit", "100", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    assert "parity check needs >= 256" in capsys.readouterr().err

@@ -51,6 +51,7 @@ def test_metrics_property_lists_the_three_losses():
     assert [m.name for m in model.metrics] == ["loss", "reconstruction_loss", "kl_loss"]
 
 
+@pytest.mark.slow
 def test_train_steps_lower_the_loss(datasets_dir):
     keras.utils.set_random_seed(0)
     split = data.load("fashion-mnist", datasets_dir, seed=0, limit=128, test_limit=0)
