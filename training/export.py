@@ -120,7 +120,8 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
             f"{entry.store_name}: TF and ONNX Runtime differ by up to {diff:.3g} on {len(parity_inputs)} "
             f"test inputs (allowed {PARITY_TOLERANCE:g})"
         )
-    print(f"[export] {entry.store_name}: parity max |TF - ONNX| = {diff:.3g} on {len(parity_inputs)} inputs", flush=True)
+    print(f"[export] {entry.store_name}: parity max |TF - ONNX| = {diff:.3g} on {len(parity_inputs)} inputs",
+          flush=True)
 
     latent = {"classifier": None, "decoder": inputs[0], "encoder": outputs[0]}[entry.part]
     signature = {
@@ -138,7 +139,9 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
     shutil.copytree(run_dir / "reports", out / "reports")
 
     metadata = metadata_for(entry, run, metrics, diff, sha256(out / "model.onnx"))
-    labels = {"task": entry.task, "dataset": entry.dataset, "public_name": entry.public_name, "profile": str(run["profile"])}
+    labels = {
+        "task": entry.task, "dataset": entry.dataset, "public_name": entry.public_name, "profile": str(run["profile"]),
+    }
     return Exported(entry, out, signature, metadata, labels)
 
 

@@ -69,7 +69,8 @@ def train(name: str, options: TrainOptions, out: Path) -> dict:
     )
     if len(split.x_test) < MIN_PARITY_INPUTS:
         raise data.DataError(
-            f"{name}: the test set has {len(split.x_test)} images; the export's parity check needs >= {MIN_PARITY_INPUTS}"
+            f"{name}: the test set has {len(split.x_test)} images; "
+            f"the export's parity check needs >= {MIN_PARITY_INPUTS}"
         )
     # A fresh Keras state per model: memory of earlier models is released and
     # auto-generated layer names do not depend on what was trained before.
@@ -148,7 +149,9 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
     model = vae.build(name, config)
     x_train = data.to_float(split.x_train)[..., None]
     x_test = data.to_float(split.x_test)[..., None]
-    fit = model.fit(x_train, batch_size=options.batch_size, epochs=options.epochs, shuffle=True, verbose=options.verbose)
+    fit = model.fit(
+        x_train, batch_size=options.batch_size, epochs=options.epochs, shuffle=True, verbose=options.verbose
+    )
     model.encoder.save(run_dir / "encoder.keras")
     model.decoder.save(run_dir / "decoder.keras")
 

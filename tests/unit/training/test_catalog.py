@@ -8,7 +8,8 @@ from training.catalog import ALL_MODELS, CLASSIFIERS, resolve_models, store_entr
 def test_store_names_follow_the_contract():
     assert [e.store_name for e in store_entries("stacked-lstm")] == ["mnist-stacked-lstm"]
     decoder, encoder = store_entries("vae4")
-    assert (decoder.store_name, decoder.task, decoder.dataset) == ("fashion-vae4-decoder", "generation", "fashion-mnist")
+    assert (decoder.store_name, decoder.task) == ("fashion-vae4-decoder", "generation")
+    assert decoder.dataset == "fashion-mnist"
     assert (encoder.store_name, encoder.task, encoder.dataset) == ("fashion-vae4-encoder", "encoding", "fashion-mnist")
     assert {e.task for n in CLASSIFIERS for e in store_entries(n)} == {"classification"}
     assert sum(len(store_entries(n)) for n in ALL_MODELS) == 11

@@ -134,7 +134,8 @@ def test_check_rejects_random_ops(tmp_path):
 def test_check_rejects_a_fixed_batch_axis_and_wrong_names(tmp_path):
     from onnx import helper
 
-    path = _tiny_onnx(tmp_path / "m.onnx", helper.make_node("Identity", ["images"], ["probabilities"]), [32, 10], [32, 10])
+    node = helper.make_node("Identity", ["images"], ["probabilities"])
+    path = _tiny_onnx(tmp_path / "m.onnx", node, [32, 10], [32, 10])
     spec = export_mod.TensorInfo("images", (None, 10), None)
     out = export_mod.TensorInfo("probabilities", (None, 10), None)
     with pytest.raises(export_mod.ExportError, match="fixed batch axis"):
@@ -181,7 +182,8 @@ def test_stored_model_follows_the_contract(store, entry):
     path, metadata = Path(model["path"]), model["metadata"]
 
     assert set(metadata) == METADATA_KEYS
-    assert (metadata["task"], metadata["dataset"], metadata["public_name"]) == (entry.task, entry.dataset, entry.public_name)
+    assert metadata["task"] == entry.task and metadata["dataset"] == entry.dataset
+    assert metadata["public_name"] == entry.public_name
     assert set(metadata["metrics"]) == METRIC_KEYS[entry.task]
     assert all(isinstance(v, float) for v in metadata["metrics"].values())
     assert 0.0 <= metadata["parity_max_abs_diff"] <= 1e-4
