@@ -132,13 +132,15 @@ def test_uploaded_images_of_any_size_and_polarity(http, server):
     agree = total = 0
     for i in correct:
         digit = server.test_images[i]
-        big = np.array(Image.fromarray(digit).resize((200, 300), Image.BICUBIC))
+        # As a scan or a drawing would arrive: larger, off-centre, dark ink on a light page.
+        page = np.full((300, 400), 255, np.uint8)
+        page[40:264, 120:344] = 255 - np.array(Image.fromarray(digit).resize((224, 224), Image.BICUBIC))
         variants = {
             "white-on-black 28": png_bytes(digit),
-            "black-on-white 200x300": png_bytes(255 - big),
-            "rgb": png_bytes(255 - big, "RGB"),
-            "rgba": png_bytes(255 - big, "RGBA"),
-            "jpeg": png_bytes(255 - big, "RGB", "JPEG"),
+            "black-on-white 400x300": png_bytes(page),
+            "rgb": png_bytes(page, "RGB"),
+            "rgba": png_bytes(page, "RGBA"),
+            "jpeg": png_bytes(page, "RGB", "JPEG"),
         }
         for kind, data in variants.items():
             response = http.post("/v1/classify/image", params={"model": "lstm"}, files={"image": (f"{kind}.png", data)})
