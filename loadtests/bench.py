@@ -164,15 +164,24 @@ def scrape(url: str) -> promtext.Samples:
     return promtext.parse(httpx.get(f"{url}/metrics", timeout=10).text)
 
 
-def cpu_seconds(procs: Sequence[Any]) -> float:
-    total = 0.0
+def cpu_seconds(procs: Sequence[Any]) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each process, by pid."""
+    out: dict[int, float] = {}
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            out[p.pid] = t.user + t.system
         except Exception:  # a process that went away counts nothing
             pass
-    return total
+    return out
+
+
+def box_busy_seconds() -> float:
+    """CPU seconds the whole machine spent not idle, summed over cores (psutil.cpu_times)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
 def rss_mb(proc: Any) -> float | None:
@@ -226,32 +235,42 @@ def adjacent_inprocess(registry: Any, store_name: str, cpus: set[int] | None, se
 
 def served_run(url: str, store_name: str, model: str, concurrency: int, args: argparse.Namespace,
                server_procs: Sequence[Any], client_cpus: set[int] | None,
-               profile_pid: int | None = None, profile_out: Path | None = None) -> dict[str, Any]:
+               profile_dir: Path | None = None, worker_pids: Sequence[int] = ()) -> dict[str, Any]:
+    """One closed-loop run of (2); with ``profile_dir``, py-spy records every HTTP worker during the window."""
     from . import profiling
 
     marks: dict[str, Any] = {}
-    spy: list[subprocess.Popen] = []
+    spies: list[tuple[subprocess.Popen, Path]] = []
 
     def on_window(event: str) -> None:
         marks[event] = (time.perf_counter(), scrape(url), cpu_seconds(server_procs))
-        if event == "window_start" and profile_pid and profile_out:
-            spy.append(profiling.record(profile_pid, args.duration - 1, profile_out))
+        marks[event + "_box"] = box_busy_seconds()
+        if event == "window_start" and profile_dir:
+            for pid in worker_pids:
+                path = profile_dir / f"worker-{pid}-profile-c{concurrency}.txt"
+                spies.append((profiling.record(pid, args.duration - 1, path), path))
 
     result = run_loadgen(url, "classify", model, concurrency, args.warmup, args.duration, args.data_dir, client_cpus, on_window)
-    for proc in spy:
+    lines: list[str] = []
+    for proc, path in spies:
         _, err = proc.communicate(timeout=60)
-        if proc.returncode != 0 or not profile_out or not profile_out.exists():
+        if proc.returncode != 0 or not path.exists():
             result["profile_error"] = err.decode(errors="replace")[-500:]
         else:
-            total, counts = profiling.categorize(profile_out.read_text().splitlines())
-            result["profile"] = {"file": str(profile_out), "samples": total, "seconds": args.duration - 1, "rate": 100,
-                                 "categories": dict(counts.most_common())}
+            lines += path.read_text().splitlines()
+    if lines:
+        total, counts = profiling.categorize(lines)
+        result["profile"] = {"files": [str(p) for _, p in spies], "samples": total, "seconds": args.duration - 1,
+                             "rate": 100, "workers": len(spies), "categories": dict(counts.most_common())}
     (t0, m0, c0), (t1, m1, c1) = marks["window_start"], marks["window_end"]
     batch = promtext.histogram_delta(m0, m1, "model_batch_size", {"model": store_name})
     adaptive = promtext.histogram_delta(m0, m1, "bentoml_service_adaptive_batch_size", {"method_name": "predict_items"})
+    by_pid = {pid: (c1[pid] - c0[pid]) / (t1 - t0) for pid in c1 if pid in c0}
     result.update(
         mean_batch=batch.mean, batches=batch.count, mean_adaptive_batch=adaptive.mean,
-        server_cpu_cores=(c1 - c0) / (t1 - t0),
+        server_cpu_cores=sum(by_pid.values()),
+        box_cpu_cores=(marks["window_end_box"] - marks["window_start_box"]) / (t1 - t0),
+        worker_cpu_cores=[by_pid[pid] for pid in worker_pids if pid in by_pid],
     )
     print(f"bench: (2) c={concurrency}: {result['rps']:,.0f} req/s, p50 {result['p50_ms'] or 0:.1f} ms, "
           f"p99 {result['p99_ms'] or 0:.1f} ms, errors {result['errors']}, mean batch {batch.mean or 0:.2f}, "
@@ -280,10 +299,10 @@ def bench_service(args: argparse.Namespace, rep: dict[str, Any], registry: Any, 
         model = rep["model"]
         store_name = catalog.store_name(model)
         all_procs = [p for _, p in procs]
-        worker = next((p.pid for role, p in procs if role == "HTTP worker"), None)
+        workers = [p.pid for role, p in procs if role == "HTTP worker"]
         top = max(args.concurrency)
         rep["served"] = [served_run(svc.http_url, store_name, model, c, args, all_procs, client_cpus,
-                                    worker if args.py_spy and c == top else None, out / f"worker-profile-c{c}.txt")
+                                    out if args.py_spy and c == top else None, workers)
                          for c in args.concurrency]
         sample_rss("after (2)")
 

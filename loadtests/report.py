@@ -115,9 +115,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += ["## (2) Served single-image classification, `POST /v1/classify`", ""]
         rows = [[r["concurrency"], fmt(r.get("rps")), fmt(r.get("p50_ms"), 1), fmt(r.get("p99_ms"), 1), r.get("errors", 0),
                  fmt(r.get("mean_batch"), 2), fmt(r.get("mean_adaptive_batch"), 2), fmt(r.get("server_cpu_cores"), 2),
-                 fmt(r.get("client_cpu_cores"), 2)] for r in served]
+                 " + ".join(fmt(c, 2) for c in r.get("worker_cpu_cores") or []) or "-",
+                 fmt(r.get("client_cpu_cores"), 2), fmt(r.get("box_cpu_cores"), 2)] for r in served]
         out += [markdown_table(["clients", "req/s", "p50 ms", "p99 ms", "errors", "mean batch (model_batch_size)",
-                                "mean batch (bentoml adaptive)", "server CPU (cores)", "client CPU (cores)"], rows), ""]
+                                "mean batch (bentoml adaptive)", "server CPU (cores)", "of which HTTP workers",
+                                "client CPU (cores)", "whole machine busy (cores)"], rows), ""]
 
     bulk = report.get("bulk", {})
     if bulk:
@@ -174,9 +176,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     for r in profiled:
         prof = r["profile"]
         total = prof["samples"]
-        out += [f"## Where the HTTP worker's CPU goes at {r['concurrency']} clients (py-spy)", "",
-                f"{total} on-CPU samples in {prof['seconds']:.0f} s at {prof['rate']} Hz, all threads "
-                f"(raw stacks: `{Path(prof['file']).name}`).", ""]
+        files = ", ".join(f"`{Path(f).name}`" for f in prof.get("files", []))
+        out += [f"## Where the HTTP workers' CPU goes at {r['concurrency']} clients (py-spy)", "",
+                f"{total} on-CPU samples from {prof.get('workers', 1)} worker(s) in {prof['seconds']:.0f} s at "
+                f"{prof['rate']} Hz, all threads (raw stacks: {files}).", ""]
         rows = [[name, f"{n / total:.1%}"] for name, n in prof["categories"].items()] if total else []
         out += [markdown_table(["where", "share of samples"], rows), ""]
 
