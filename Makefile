@@ -22,7 +22,7 @@ $(STAMP): requirements.lock pyproject.toml
 venv: $(STAMP) ## create .venv with the pinned dependencies (cached)
 
 test: $(STAMP) ## run every test (unit + end-to-end; trains a tiny model store)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 test-unit: $(STAMP) ## unit tests only
 	$(PY) -m pytest -q tests/unit

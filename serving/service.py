@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from . import codec, images
-from .errors import InvalidInput, NotReady, PayloadTooLarge, ServingError, error_body, http_status
+from .errors import InvalidInput, ModelNotFound, NotReady, PayloadTooLarge, ServingError, error_body, http_status
 from .settings import Settings
 
 logger = logging.getLogger("serving.service")
@@ -241,8 +241,6 @@ async def model_info(name: str) -> dict[str, Any]:
     for entry in _service().describe_models():
         if name in (entry["name"], entry["store_name"]):
             return entry
-    from .errors import ModelNotFound
-
     raise ModelNotFound(f"unknown model {name!r}; see GET /v1/models")
 
 
@@ -408,9 +406,6 @@ class DigitsService:
 
     async def infer(self, rt: Any, batch: np.ndarray) -> np.ndarray:
         """First output of ``rt`` for validated rows, through the adaptive batcher."""
-        return (await self.infer_all(rt, batch))[0]
-
-    async def infer_all(self, rt: Any, batch: np.ndarray) -> list[np.ndarray]:
         from bentoml.exceptions import BentoMLException
 
         items = [PredictItem(model=rt.store_name, data=codec.array_to_b64(row)) for row in batch]
@@ -421,7 +416,7 @@ class DigitsService:
             if e.error_code == 503:
                 raise NotReady("the server is overloaded; retry shortly") from e
             raise ServingError("batched inference failed") from e
-        return codec.split_outputs(rt.signature, answers)
+        return codec.split_outputs(rt.signature, answers)[0]
 
     async def _batched(self, items: list[PredictItem]) -> list[str]:
         """Feed ``predict_items``'s own BentoML dispatcher: the one ``/internal/predict`` (the gRPC front) feeds."""
