@@ -16,6 +16,7 @@ import functools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 import bentoml
@@ -46,6 +47,12 @@ INFERENCE_SECONDS = bentoml.metrics.Histogram(
     labelnames=["model"],
     buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+
+# Rows per ONNX Runtime call for requests that already are batches. ORT's arena keeps its peak
+# for the life of the session: decoders' activations are ~0.5 MB a row and their throughput is flat
+# from batch 8 up, while the RNN classifiers are small and run 1.6x faster at 1,024 than at 64
+# (docs/benchmarks.md).
+DIRECT_CHUNK_ROWS = {"classification": 1024, "generation": 64, "encoding": 256}
 
 PNG_OR_JSON: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}, "application/json": {}}}}
 
@@ -219,16 +226,18 @@ async def manifold(
     rt = svc.registry.get("generation", model)
     if n > svc.settings.max_manifold_n:
         raise PayloadTooLarge(f"n must be at most {svc.settings.max_manifold_n}, got {n}")
-    z = images.latent_grid(
+    grid = (
         n,
-        scale,
-        rt.signature["latent_dim"],
-        dims=tuple(_csv(dims, int, "dims")) if dims else (0, 1),
-        fixed=_csv(fixed, float, "fixed") if fixed else None,
+        float(scale),
+        tuple(_csv(dims, int, "dims")) if dims else (0, 1),
+        tuple(_csv(fixed, float, "fixed")) if fixed else None,
     )
-    decoded = await asyncio.to_thread(svc.predict_direct, rt, z)
-    png = await asyncio.to_thread(lambda: images.to_png(images.tile(decoded, ncols=n)))
-    return Response(png, media_type="image/png", headers={"X-Model": rt.public_name, "X-Model-Version": rt.version})
+    png = svc.manifolds.get((rt.store_name, rt.version, grid))
+    cache = "hit" if png is not None else "miss"
+    if png is None:
+        png = await asyncio.to_thread(svc.render_manifold, rt, *grid)
+    headers = {"X-Model": rt.public_name, "X-Model-Version": rt.version, "X-Cache": cache}
+    return Response(png, media_type="image/png", headers=headers)
 
 
 @api.get("/models", summary="Every loaded model: versions, signatures, stored metrics, provider")
@@ -272,6 +281,31 @@ def _images_response(rt: Any, decoded: np.ndarray, fmt: str) -> Response:
         return JSONResponse({"model": rt.public_name, "version": rt.version, "images": pixels.tolist()})
     picture = pixels[0] if len(pixels) == 1 else images.tile(pixels)
     return Response(images.to_png(picture), media_type="image/png", headers={"X-Model": rt.public_name, "X-Model-Version": rt.version})
+
+
+class PNGCache:
+    """A small thread-safe LRU of rendered PNGs (manifolds are pure functions of model version and grid)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[Any, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: bytes) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
 
 
 class BodyLimit:
@@ -331,6 +365,8 @@ class DigitsService:
         self.registry = Registry.from_store(SETTINGS, pinned)
         self.started = time.monotonic()
         self._batch_infer: Any = None
+        self.manifolds = PNGCache(SETTINGS.manifold_cache)
+        self.warm = False
         # Load in the background so /livez answers at once and /readyz turns 200 only when all are warm.
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
         self._loader.start()
@@ -338,12 +374,17 @@ class DigitsService:
     def _load(self) -> None:
         try:
             self.registry.load_all()
+            # The notebook's default grid is the one people ask for: render it before turning ready.
+            for rt in self.registry.runtimes.values():
+                if rt.task == "generation":
+                    self.render_manifold(rt, 30, 2.0, (0, 1), None)
+            self.warm = True
             logger.info("ready: %d models in %.1fs", len(self.registry.runtimes), time.monotonic() - self.started)
         except Exception:
             logger.exception("loading models failed; the service stays unready")
 
     def __is_ready__(self) -> bool:
-        return self.registry.ready
+        return self.warm and self.registry.ready
 
     @bentoml.api(
         route="/internal/predict",
@@ -396,12 +437,18 @@ class DigitsService:
         BATCH_SIZE.labels(model=rt.store_name).observe(len(batch))
         return outputs
 
-    def predict_direct(self, rt: Any, batch: np.ndarray, chunk: int = 256) -> np.ndarray:
-        """First output for a request that already is a batch (bulk, manifold), in bounded chunks.
+    def render_manifold(
+        self, rt: Any, n: int, scale: float, dims: tuple[int, int], fixed: tuple[float, ...] | None
+    ) -> bytes:
+        """The n x n latent-grid PNG, decoded in one batched call, and remembered in the LRU."""
+        z = images.latent_grid(n, scale, rt.signature["latent_dim"], dims=dims, fixed=fixed)
+        png = images.to_png(images.tile(self.predict_direct(rt, z), ncols=n))
+        self.manifolds.put((rt.store_name, rt.version, (n, scale, dims, fixed)), png)
+        return png
 
-        ONNX Runtime's arena keeps its peak allocation for the life of the session: 256 rows reach
-        full throughput (see docs/benchmarks.md) without a 900-row decode pinning hundreds of MB.
-        """
+    def predict_direct(self, rt: Any, batch: np.ndarray) -> np.ndarray:
+        """First output for a request that already is a batch (bulk, manifold), in bounded chunks."""
+        chunk = DIRECT_CHUNK_ROWS[rt.task]
         return np.concatenate([self.run(rt, batch[i : i + chunk])[0] for i in range(0, len(batch), chunk)])
 
     async def infer(self, rt: Any, batch: np.ndarray) -> np.ndarray:

@@ -135,6 +135,7 @@ class Settings:
     max_bulk_images: int = _setting(65536, _int(1), "most images in one .npy batch-classify request")
     max_generate_n: int = _setting(256, _int(1), "most latent rows in one generate request, and largest sample n")
     max_manifold_n: int = _setting(40, _int(1), "largest manifold grid side n (n x n images decoded in one batch)")
+    manifold_cache: int = _setting(32, _int(0), "manifold PNGs kept in memory (LRU; 0 = off); the default 30x30 grid is rendered at start-up")
     grpc_max_message_bytes: int = _setting(16 * MiB, _parse_bytes, "largest gRPC message, both directions")
     drain_timeout_s: float = _setting(20.0, _float(0.0), "seconds to finish in-flight requests on shutdown")
     workers: int = _setting(2, _int(1), "HTTP worker processes (each loads every model; one event loop per core)")

@@ -198,6 +198,17 @@ def test_sample_is_reproducible_by_seed(http):
     assert grid.size == (112, 112)
 
 
+def test_manifolds_are_cached_by_model_version_and_grid(http):
+    default = http.get("/v1/generate/manifold", params={"model": "vae2"})
+    assert default.headers["x-cache"] == "hit"  # rendered at start-up, before /readyz turned 200
+    params = {"model": "vae4", "n": 7, "scale": 1.5, "dims": "1,2", "fixed": "0.5,0,0,-1"}
+    first, again = http.get("/v1/generate/manifold", params=params), http.get("/v1/generate/manifold", params=params)
+    assert (first.headers["x-cache"], again.headers["x-cache"]) == ("miss", "hit")
+    assert first.content == again.content
+    other = http.get("/v1/generate/manifold", params={**params, "fixed": "0.5,0,0,1"})
+    assert other.headers["x-cache"] == "miss" and other.content != first.content
+
+
 def test_manifold_is_one_png(http):
     response = http.get("/v1/generate/manifold", params={"model": "vae2", "n": 30, "scale": 2.0})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
