@@ -116,14 +116,6 @@ def _dtype_tables() -> tuple[dict[int, tuple[np.dtype, str]], dict[np.dtype, int
     return to_numpy, from_numpy
 
 
-def tf_dtype(numpy_dtype: Any) -> int:
-    """The ``tensorflow.DataType`` enum value for a numpy dtype (or its name, e.g. ``"float32"``)."""
-    try:
-        return _dtype_tables()[1][np.dtype(numpy_dtype)]
-    except (KeyError, TypeError) as e:
-        raise InvalidInput(f"dtype {numpy_dtype!r} has no TensorFlow equivalent here") from e
-
-
 def tf_dtype(name: str) -> int:
     """The ``types_pb2.DataType`` enum for a numpy dtype name from signature.json (``"float32"`` -> DT_FLOAT)."""
     _, from_numpy = _dtype_tables()

@@ -176,7 +176,7 @@ def test_front_is_unavailable_while_the_model_service_is_down(tmp_path):
     """A front whose HTTP service is not up reports NOT_SERVING and answers UNAVAILABLE."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from tests.e2e.conftest import free_port
+    from loadtests.server import free_port
 
     port, dead = free_port(), free_port()
     front = subprocess.Popen(

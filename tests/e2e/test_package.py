@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from deploy import bento
-from tests.e2e.conftest import REPO, free_port, stop_server, wait_ready
+from loadtests.server import REPO, Service, free_port, stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def serve(target: str, home: Path, cwd: Path, log_path: Path) -> Iterator[str]:
             pytest.fail(f"bentoml serve {target} not ready in 90s:\n{log_path.read_text(errors='replace')[-4000:]}")
         yield url
     finally:
-        stop_server(process)
+        stop(Service(process, url, "", log_path, time.monotonic()))
 
 
 def classify(url: str) -> dict:
@@ -183,14 +183,15 @@ def test_image_command_serves_http_and_grpc(built, trained_store, tmp_path: Path
             [sys.executable, *bento.COMMAND[1:], "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
             cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+    service = Service(process, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_path, time.monotonic())
     try:
         # Ready means HTTP /readyz is 200 and gRPC health says SERVING.
-        wait_ready(process, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_path, timeout=120)
-        classify(f"http://127.0.0.1:{http_port}")
+        wait_ready(service, timeout=120)
+        classify(service.http_url)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=40) == 0
     finally:
-        stop_server(process)
+        stop(service)
 
 
 def test_bento_serves_its_own_model_versions(built, trained_store, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.e2e.conftest import REPO, start_server, stop_server, wait_ready
+from loadtests.server import REPO, launch, stop, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -184,12 +184,11 @@ def test_sigterm_under_load_drains_and_exits_0(trained_store, tmp_path: Path) ->
     bulk_body = codec.array_to_npy(bulk)
 
     log_path = tmp_path / "server.log"
-    process, http_url, grpc_target = start_server(
-        Path(trained_store.home), log_path, {"SERVING_DRAIN_TIMEOUT_S": str(DRAIN_S)}
-    )
+    service = launch(log_path, str(trained_store.home), extra_env={"SERVING_DRAIN_TIMEOUT_S": str(DRAIN_S)})
+    process, http_url, grpc_target = service.process, service.http_url, service.grpc_target
     channels: list = []
     try:
-        wait_ready(process, http_url, grpc_target, log_path)
+        wait_ready(service)
 
         # Reference answers, taken while nothing else runs.
         first = httpx.post(f"{http_url}/v1/classify", json={"model": MODEL, "images": images.tolist()}, timeout=60)
@@ -245,4 +244,4 @@ def test_sigterm_under_load_drains_and_exits_0(trained_store, tmp_path: Path) ->
     finally:
         for channel in channels:
             channel.close()
-        stop_server(process)
+        stop(service)
