@@ -269,6 +269,14 @@ def validate_array(arr: Any, spec: dict[str, Any], what: str) -> np.ndarray:
     return out
 
 
+def check_rows(arr: np.ndarray, limit: int, what: str) -> None:
+    """At least one row along the batch axis, and at most ``limit`` (a configured per-request bound)."""
+    if arr.ndim == 0 or arr.shape[0] == 0:
+        raise InvalidInput(f"{what} must hold at least one row")
+    if arr.shape[0] > limit:
+        raise PayloadTooLarge(f"at most {limit} {what} rows per request, got {arr.shape[0]}")
+
+
 def normalize_pixels(arr: Any, what: str = "images") -> np.ndarray:
     """Pixels to float32 in [0, 1] by the documented rule.
 

@@ -22,7 +22,6 @@ from .errors import (
     InvalidInput,
     ModelNotFound,
     NotReady,
-    PayloadTooLarge,
     ServingError,
     Unimplemented,
     VersionNotFound,
@@ -111,8 +110,7 @@ class PredictionServicer:
                 raise InvalidInput(f"model {entry['store_name']} takes exactly one input {spec['name']!r}, got {sorted(keys)}")
             arr = codec.tensor_proto_to_array(request.inputs[spec["name"]])
             rows = codec.validate_array(arr, spec, spec["name"])
-            if rows.shape[0] > self.settings.max_images_per_request:
-                raise PayloadTooLarge(f"at most {self.settings.max_images_per_request} rows per Predict, got {rows.shape[0]}")
+            codec.check_rows(rows, self.settings.max_images_per_request, spec["name"])
             wanted = list(request.output_filter) or [o["name"] for o in signature["outputs"]]
             known = [o["name"] for o in signature["outputs"]]
             unknown = [w for w in wanted if w not in known]

@@ -145,7 +145,7 @@ async def classify(body: ClassifyRequest) -> dict[str, Any]:
     pixels = codec.pixels_from_json(body.images)
     if pixels.ndim == 2:
         pixels = pixels[None]
-    _check_rows(pixels, svc.settings.max_images_per_request, "images")
+    codec.check_rows(pixels, svc.settings.max_images_per_request, "images")
     batch = codec.validate_array(pixels, rt.input_spec, "images")
     probs = await svc.infer(rt, batch)
     return _classification(rt, probs)
@@ -182,7 +182,7 @@ async def classify_batch(request: Request, model: Annotated[str | None, Query()]
     arr = codec.npy_to_array(body, svc.settings.max_body_bytes)
     if arr.ndim == 2:
         arr = arr[None]
-    _check_rows(arr, svc.settings.max_bulk_images, "images")
+    codec.check_rows(arr, svc.settings.max_bulk_images, "images")
     batch = codec.validate_array(codec.normalize_pixels(arr), rt.input_spec, "images")
     probs = await asyncio.to_thread(svc.predict_direct, rt, batch)
     return Response(
@@ -199,7 +199,7 @@ async def generate(body: GenerateRequest) -> Response:
     z = codec.floats_from_json(body.z, "z")
     if z.ndim == 1:
         z = z[None]
-    _check_rows(z, svc.settings.max_generate_n, "z")
+    codec.check_rows(z, svc.settings.max_generate_n, "z")
     z = codec.validate_array(z, rt.input_spec, "z")
     return _images_response(rt, await svc.infer(rt, z), body.format)
 
@@ -258,13 +258,6 @@ def _csv(raw: str, kind: type, what: str) -> list[Any]:
         return [kind(part) for part in raw.split(",")]
     except ValueError as e:
         raise InvalidInput(f"{what} must be comma-separated {kind.__name__}s, got {raw!r}") from e
-
-
-def _check_rows(arr: np.ndarray, limit: int, what: str) -> None:
-    if arr.ndim == 0 or arr.shape[0] == 0:
-        raise InvalidInput(f"{what} must hold at least one row")
-    if arr.shape[0] > limit:
-        raise PayloadTooLarge(f"at most {limit} {what} rows per request, got {arr.shape[0]}")
 
 
 def _classification(rt: Any, probs: np.ndarray) -> dict[str, Any]:

@@ -480,3 +480,11 @@ def test_codec_does_not_import_tensorflow_for_the_http_path():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_check_rows_needs_one_row_and_honours_the_limit():
+    codec.check_rows(np.zeros((3, 2)), 3, "z")
+    with pytest.raises(InvalidInput, match="at least one row"):
+        codec.check_rows(np.zeros((0, 2)), 3, "z")
+    with pytest.raises(PayloadTooLarge, match="at most 3 z rows per request, got 4"):
+        codec.check_rows(np.zeros((4, 2)), 3, "z")
