@@ -360,9 +360,9 @@ class DigitsService:
         self._batch_infer: Any = None
         self.manifolds = PNGCache(SETTINGS.manifold_cache)
         self.warm = False
-        # Load in the background so /livez answers at once and /readyz turns 200 only when all are warm.
-        self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
-        self._loader.start()
+        # Load before this worker accepts connections: workers share one socket and each has its own
+        # models, so a worker still loading must not be the one that answers /readyz (or a request).
+        self._load()
 
     def _load(self) -> None:
         try:
