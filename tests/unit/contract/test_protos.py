@@ -148,3 +148,26 @@ def test_stock_imported_first_then_ours():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "ok"
+
+
+# ------------------------------------------------------------------ Open Inference Protocol (KServe v2 / Triton)
+
+INFERENCE = {"grpc_service_pb2": "tritonclient.grpc.service_pb2", "model_config_pb2": "tritonclient.grpc.model_config_pb2"}
+
+
+def test_inference_service_has_the_v2_methods():
+    from contract.protos.inference import grpc_service_pb2, grpc_service_pb2_grpc
+
+    service = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert service.full_name == "inference.GRPCInferenceService"
+    assert {"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"} <= {m.name for m in service.methods}
+    assert hasattr(grpc_service_pb2_grpc, "add_GRPCInferenceServiceServicer_to_server")
+
+
+@pytest.mark.parametrize(("ours", "stock"), sorted(INFERENCE.items()))
+def test_inference_descriptor_identical_to_tritonclient(ours, stock):
+    """Same file names and bytes as tritonclient's, so a process can load both (a client test beside a server)."""
+    mine = importlib.import_module(f"contract.protos.inference.{ours}")
+    theirs = pytest.importorskip(stock, reason="tritonclient[grpc] is a dev dependency")
+    assert mine.DESCRIPTOR.name == theirs.DESCRIPTOR.name
+    assert mine.DESCRIPTOR.serialized_pb == theirs.DESCRIPTOR.serialized_pb
