@@ -11,9 +11,14 @@ PEERS_VENV ?= .venv-peers
 PEERS_PY := $(PEERS_VENV)/bin/python
 PEERS_STAMP := $(PEERS_VENV)/.installed
 PEERS_ARGS ?=
+# KServe's Python clients for the v2 protocol tests: their own venv (kserve pins protobuf<7, ours is 7)
+KSERVE_VENV ?= .venv-kserve
+KSERVE_LOCK := tests/e2e/kserve/requirements.lock
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
+export KSERVE_VENV
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit models quick-models serve loadtest bench bento container deploy-check k8s-validate export-triton export-tfserving clean
+.PHONY: help venv kserve-venv test test-unit models quick-models serve loadtest bench bento container deploy-check k8s-validate export-triton export-tfserving clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
@@ -26,7 +31,14 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP) ## create .venv with the pinned dependencies (cached)
 
-test: $(STAMP) ## run every test (unit + end-to-end; trains a tiny model store)
+$(KSERVE_STAMP): $(KSERVE_LOCK)
+	test -x $(KSERVE_VENV)/bin/python || $(PY_BOOT) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(KSERVE_LOCK)
+	touch $@
+
+kserve-venv: $(KSERVE_STAMP) ## create .venv-kserve (KServe's REST/gRPC clients, for the v2 protocol tests)
+
+test: $(STAMP) $(KSERVE_STAMP) ## run every test (unit + end-to-end; trains a tiny model store)
 	$(PY) -m pytest -q --durations=10
 
 test-unit: $(STAMP) ## unit tests only

@@ -12,7 +12,7 @@ from pathlib import Path
 CATEGORIES: tuple[tuple[str, str], ...] = (
     ("ONNX Runtime session.run (the inference)", r"Session\.run \(onnxruntime"),
     ("logging (access log, app log)", r"\(logging/__init__\.py|Logger\._log"),
-    ("request JSON -> numpy (serving.codec)", r"pixels_from_json|validate_array|_json_numbers|normalize_pixels|floats_from_json"),
+    ("request JSON -> numpy (serving.codec)", r"pixels_from_json|validate_array|numbers_from_json|normalize_pixels|floats_from_json"),
     ("TensorProto <-> numpy (serving.codec)", r"tensor_proto_to_array|array_to_tensor_proto"),
     ("response building (tolist, JSON render)", r"_classification|serialize_response|jsonable_encoder|JSONResponse|render \(starlette|dump_json"),
     ("body read + FastAPI/pydantic validation", r"Request\.json|Request\.body|solve_dependencies|_validate_value|validate_python|request_body_to_args|JSONDecoder|json/__init__"),

@@ -154,7 +154,7 @@ def normalize_pixels(arr: Any, what: str = "images") -> np.ndarray:
     raise InvalidInput(f"{what} must be numbers (integers 0..255 or floats in [0, 1]), got dtype {arr.dtype}")
 
 
-def _json_numbers(obj: Any, what: str, integral_dtype: Any, float_dtype: Any) -> np.ndarray:
+def numbers_from_json(obj: Any, what: str, integral_dtype: Any, float_dtype: Any) -> np.ndarray:
     """Nested JSON lists of numbers as an array: ``integral_dtype`` when every value is a JSON int."""
     if not isinstance(obj, (list, tuple)):
         raise InvalidInput(f"{what} must be a nested list of numbers, got {type(obj).__name__}")
@@ -190,12 +190,12 @@ def pixels_from_json(obj: Any, what: str = "images") -> np.ndarray:
     All values JSON integers -> 0..255, divided by 255; any float present -> every value
     must be in [0, 1]. Ragged lists, booleans, strings and nulls -> InvalidInput.
     """
-    return normalize_pixels(_json_numbers(obj, what, np.int64, np.float32), what)
+    return normalize_pixels(numbers_from_json(obj, what, np.int64, np.float32), what)
 
 
 def floats_from_json(obj: Any, what: str) -> np.ndarray:
     """Nested JSON lists of numbers (ints or floats) as float32, e.g. latent points; finiteness is checked."""
-    arr = _json_numbers(obj, what, np.float32, np.float32)
+    arr = numbers_from_json(obj, what, np.float32, np.float32)
     if arr.size:
         _min_max(arr, what)
     return arr

@@ -73,6 +73,7 @@ class Engine:
         self.batchers: dict[str, Batcher] = {}
         self.started = time.monotonic()
         self.warm = False
+        self.draining = False  # set on SIGTERM: every protocol reports unready while in-flight requests finish
 
     @classmethod
     def from_store(cls, settings: Settings, pinned: Sequence[str] = ()) -> Engine:
@@ -93,7 +94,8 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        return self.warm and self.registry.ready
+        """Every model loaded and warm, and not draining: what /readyz, v2 and gRPC health report."""
+        return self.warm and self.registry.ready and not self.draining
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.batchers.values()))

@@ -31,7 +31,7 @@ logger = logging.getLogger("serving.grpc")
 SERVICE = "tensorflow.serving.PredictionService"
 SIGNATURE_NAME = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
-HEALTH_SERVICES = ("", SERVICE)
+HEALTH_SERVICES = ("", SERVICE, "inference.GRPCInferenceService")
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
@@ -101,12 +101,9 @@ class PredictionServicer:
             "Predict": (self.Predict, predict_pb2.PredictRequest),
             "GetModelMetadata": (self.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest),
         }
-        table = {
-            name: grpc.unary_unary_rpc_method_handler(_guarded(fn, cls), response_serializer=_serialize)
-            for name, (fn, cls) in methods.items()
-        }
+        table = {name: guarded_handler(fn, cls) for name, (fn, cls) in methods.items()}
         for name in ("Classify", "Regress", "MultiInference"):
-            table[name] = grpc.unary_unary_rpc_method_handler(_unimplemented(name))
+            table[name] = unimplemented_handler(Unimplemented(f"{name} is not offered: call Predict with signature {SIGNATURE_NAME}"))
         return grpc.method_handlers_generic_handler(SERVICE, table)
 
 
@@ -114,7 +111,9 @@ def _serialize(message: Any) -> bytes:
     return message.SerializeToString()
 
 
-def _guarded(fn: Handler, request_cls: Any) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+def guarded_handler(fn: Handler, request_cls: Any) -> grpc.RpcMethodHandler:
+    """A unary handler that parses the request itself (undecodable bytes are INVALID_ARGUMENT) and maps errors to codes."""
+
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         try:
             try:
@@ -128,14 +127,16 @@ def _guarded(fn: Handler, request_cls: Any) -> Callable[[bytes, grpc.aio.Service
             logger.exception("gRPC %s failed", request_cls.DESCRIPTOR.name)
             await abort(context, e)
 
-    return handle
+    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_serialize)
 
 
-def _unimplemented(name: str) -> Callable[[bytes, grpc.aio.ServicerContext], Awaitable[Any]]:
+def unimplemented_handler(error: Unimplemented) -> grpc.RpcMethodHandler:
+    """A unary handler that answers UNIMPLEMENTED with ``error``'s message."""
+
     async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context, Unimplemented(f"{name} is not offered: call Predict with signature {SIGNATURE_NAME}"))
+        await abort(context, error)
 
-    return handle
+    return grpc.unary_unary_rpc_method_handler(handle)
 
 
 def _fill_spec(spec: Any, rt: ModelRuntime) -> None:
@@ -191,11 +192,14 @@ class GrpcFront:
                 ("grpc.so_reuseport", 1),  # every worker binds the port; the kernel spreads connections
             ],
         )
-        server.add_generic_rpc_handlers((PredictionServicer(self.engine).handlers(),))
+        from .v2_grpc import SERVICE as V2_SERVICE
+        from .v2_grpc import InferenceServicer
+
+        server.add_generic_rpc_handlers((PredictionServicer(self.engine).handlers(), InferenceServicer(self.engine).handlers()))
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+            (SERVICE, V2_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
         )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         if server.add_insecure_port(address) == 0:
@@ -203,7 +207,7 @@ class GrpcFront:
         await server.start()
         self.server = server
         await self.set_serving(self.engine.ready)
-        logger.info("gRPC PredictionService on %s", address)
+        logger.info("gRPC PredictionService and GRPCInferenceService on %s", address)
 
     async def set_serving(self, serving: bool) -> None:
         from grpc_health.v1 import health_pb2

@@ -24,7 +24,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from contract import images
-from contract.errors import InvalidInput, ModelNotFound, NotReady, Overloaded, PayloadTooLarge, ServingError, error_body, http_status
+from contract.errors import InvalidInput, ModelNotFound, NotFound, NotReady, Overloaded, PayloadTooLarge, ServingError, error_body, http_status
 
 from . import codec
 from .engine import Engine
@@ -82,7 +82,7 @@ class ImagesResponse(BaseModel):
     images: list[list[list[float]]]
 
 
-def _engine() -> Engine:
+def current_engine() -> Engine:
     svc = bentoml.get_current_service()
     if svc is None:
         raise NotReady("service is starting")
@@ -107,7 +107,7 @@ async def _serving_error(_: Request, exc: ServingError) -> Response:
     return JSON(error_body(exc), status_code=status, headers=headers)
 
 
-def _invalid(errors: Any) -> InvalidInput:
+def invalid_request(errors: Any) -> InvalidInput:
     """pydantic's error list (FastAPI's query/form validation or our JSON bodies) as one InvalidInput."""
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
     return InvalidInput(f"invalid request: {problems}")
@@ -115,7 +115,7 @@ def _invalid(errors: Any) -> InvalidInput:
 
 @api.exception_handler(RequestValidationError)
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-    return await _serving_error(request, _invalid(exc.errors()))
+    return await _serving_error(request, invalid_request(exc.errors()))
 
 
 @api.exception_handler(Exception)
@@ -166,7 +166,7 @@ async def parse_json(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise _invalid(e.errors()) from None
+        raise invalid_request(e.errors()) from None
 
 
 @api.post(
@@ -177,7 +177,7 @@ async def parse_json(request: Request, model: type[M]) -> M:
 )
 async def classify(request: Request) -> Response:
     body = await parse_json(request, ClassifyRequest)
-    engine = _engine()
+    engine = current_engine()
     rt = engine.model("classification", body.model)
     pixels = codec.pixels_from_json(body.images)
     if pixels.ndim == 2:
@@ -195,7 +195,7 @@ async def classify_image(
     model: Annotated[str | None, Query(description="Classifier name")] = None,
     model_form: Annotated[str | None, Form(alias="model")] = None,
 ) -> Response:
-    engine = _engine()
+    engine = current_engine()
     rt = engine.model("classification", model or model_form)
     data = await image.read()
     pixels = await asyncio.to_thread(_preprocess_upload, data, engine.settings.max_image_pixels)
@@ -214,7 +214,7 @@ def _preprocess_upload(data: bytes, max_pixels: int) -> np.ndarray:
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def classify_batch(request: Request, model: Annotated[str | None, Query()] = None) -> Response:
-    engine = _engine()
+    engine = current_engine()
     rt = engine.model("classification", model)
     body = await request.body()
     arr = codec.npy_to_array(body, engine.settings.max_body_bytes)
@@ -234,7 +234,7 @@ async def classify_batch(request: Request, model: Annotated[str | None, Query()]
 )
 async def generate(request: Request) -> Response:
     body = await parse_json(request, GenerateRequest)
-    engine = _engine()
+    engine = current_engine()
     rt = engine.model("generation", body.model)
     z = codec.floats_from_json(body.z, "z")
     if z.ndim == 1:
@@ -247,7 +247,7 @@ async def generate(request: Request) -> Response:
 
 @api.post("/generate/sample", summary="n images from z ~ N(0, I), reproducible by seed", responses=PNG_OR_JSON)
 async def sample(body: SampleRequest, request: Request) -> Response:
-    engine = _engine()
+    engine = current_engine()
     rt = engine.model("generation", body.model)
     if body.n > engine.settings.max_generate_n:
         raise PayloadTooLarge(f"n must be at most {engine.settings.max_generate_n}, got {body.n}")
@@ -269,7 +269,7 @@ async def manifold(
     dims: Annotated[str | None, Query(description="the two varied latent dims, e.g. 2,3 (default 0,1)")] = None,
     fixed: Annotated[str | None, Query(description="values of every latent dim (varied ones ignored), e.g. 1,0,0,0")] = None,
 ) -> Response:
-    engine = _engine()
+    engine = current_engine()
     rt = engine.model("generation", model)
     if n > engine.settings.max_manifold_n:
         raise PayloadTooLarge(f"n must be at most {engine.settings.max_manifold_n}, got {n}")
@@ -285,12 +285,12 @@ async def manifold(
 
 @api.get("/models", summary="Every loaded model: versions, signatures, stored metrics, provider")
 async def models() -> Response:
-    return JSON({"models": _engine().describe_models()})
+    return JSON({"models": current_engine().describe_models()})
 
 
 @api.get("/models/{name}", summary="One model by public name (lstm, vae2) or store name (mnist-lstm)")
 async def model_info(name: str) -> Response:
-    for entry in _engine().describe_models():
+    for entry in current_engine().describe_models():
         if name in (entry["name"], entry["store_name"]):
             return JSON(entry)
     raise ModelNotFound(f"unknown model {name[:100]!r}; see GET /v1/models")
@@ -354,6 +354,39 @@ class BodyLimit:
 
     def _error(self, size: int) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body of {size} bytes is over the {self.max_bytes}-byte limit (SERVING_MAX_BODY_BYTES)")
+
+
+class RouteFallback:
+    """ASGI middleware for paths no mounted app routes: ``GET /v2`` is the v2 root, and an unknown
+    path's 404 is the one JSON error shape instead of the router's plain text."""
+
+    def __init__(self, app: Any, aliases: dict[str, str]) -> None:
+        self.app = app
+        self.aliases = aliases
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        alias = self.aliases.get(scope["path"])
+        if alias is not None:
+            scope = {**scope, "path": alias, "raw_path": alias.encode()}
+        replaced = False
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 404:
+                headers = dict(message.get("headers") or ())
+                if headers.get(b"content-type", b"").startswith(b"text/plain"):
+                    replaced = True
+                    error = NotFound(f"no route {scope['method']} {scope['path'][:200]}; see /docs")
+                    body = orjson.dumps(error_body(error))
+                    await send({**message, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            if not replaced:
+                await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 class ConnectionRecycle:

@@ -16,6 +16,9 @@ from contract.errors import ModelIntegrityError, ModelNotFound, NotReady, Versio
 
 logger = logging.getLogger("serving.runtime")
 
+# Every task a stored model can have; public names are looked up in this order when a name is shared.
+TASKS = ("classification", "generation", "encoding")
+
 PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",
     "trt": "TensorrtExecutionProvider",
@@ -236,6 +239,18 @@ class Registry:
         if not rt.ready:
             raise NotReady(f"model {rt.store_name} is still loading")
         return rt
+
+    def find(self, name: str) -> ModelRuntime:
+        """A ready runtime by store name, else by public name (a classifier's, then a decoder's, then an encoder's)."""
+        rt = self.runtimes.get(name)
+        if rt is None:
+            for task in TASKS:
+                rt = self._by_public.get((task, name))
+                if rt is not None:
+                    break
+        if rt is None:
+            raise ModelNotFound(f"unknown model {name[:100]!r}; available: {', '.join(sorted(self.runtimes)) or 'none'}")
+        return self.by_store_name(rt.store_name)
 
     def by_store_name(self, store_name: str) -> ModelRuntime:
         rt = self.runtimes.get(store_name)

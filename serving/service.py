@@ -17,7 +17,8 @@ from typing import Any
 import bentoml
 
 from .engine import Engine
-from .http_front import BodyLimit, ConnectionRecycle, api
+from .http_front import BodyLimit, ConnectionRecycle, RouteFallback, api
+from .v2_http import api as v2_api
 from .settings import Settings
 
 logger = logging.getLogger("serving.service")
@@ -27,6 +28,7 @@ SETTINGS = Settings.from_env()
 
 
 @bentoml.asgi_app(api, path="/v1")
+@bentoml.asgi_app(v2_api, path="/v2")
 @bentoml.service(
     name="digits",
     workers=SETTINGS.workers,
@@ -49,7 +51,6 @@ class DigitsService:
         pinned = [str(m.tag) for m in bento.info.all_models] if bento is not None else []
         self.engine = Engine.from_store(SETTINGS, pinned)
         self.grpc: Any = None  # the GrpcFront, when SERVING_GRPC_PORT is not 0
-        self.draining = False
         self._grpc_stopped: asyncio.Task[None] | None = None
         # Load before this worker accepts connections: workers share one socket and each has its own
         # engine, so a worker still loading must not be the one that answers /readyz (or a request).
@@ -59,7 +60,7 @@ class DigitsService:
             logger.exception("loading models failed; the service stays unready")
 
     def __is_ready__(self) -> bool:
-        return self.engine.ready and not self.draining
+        return self.engine.ready
 
     @bentoml.on_startup
     async def start_grpc(self) -> None:
@@ -88,9 +89,9 @@ class DigitsService:
         gc.set_threshold(SETTINGS.gc_gen0_threshold, *gc.get_threshold()[1:])
 
     def _begin_drain(self) -> None:
-        if self.draining:
+        if self.engine.draining:
             return
-        self.draining = True
+        self.engine.draining = True
         logger.info("SIGTERM: unready; draining in-flight requests (up to %.0fs)", SETTINGS.drain_timeout_s)
         if self.grpc is not None:
             self._grpc_stopped = asyncio.ensure_future(self.grpc.stop(SETTINGS.drain_timeout_s))
@@ -104,5 +105,6 @@ class DigitsService:
         await self.engine.close()
 
 
+DigitsService.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"})
 DigitsService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.max_body_bytes)
 DigitsService.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection)

@@ -5,7 +5,7 @@ from loadtests import profiling
 RAW = [
     "thread (0x1);<module> (w.py:1);Server.run (uvicorn/server.py:3);Session.run (onnxruntime/capi/x.py:200) 7",
     "thread (0x1);<module> (w.py:1);OpenTelemetryMiddleware.__call__ (opentelemetry/instrumentation/asgi/__init__.py:9);"
-    "classify (serving/service.py:140);pixels_from_json (serving/codec.py:330);_json_numbers (serving/codec.py:300) 5",
+    "classify (serving/service.py:140);pixels_from_json (serving/codec.py:330);numbers_from_json (serving/codec.py:300) 5",
     "thread (0x1);<module> (w.py:1);OpenTelemetryMiddleware.__call__ (opentelemetry/instrumentation/asgi/__init__.py:9);"
     "Tracer.start_span (opentelemetry/trace/__init__.py:1) 3",
     "thread (0x1);<module> (w.py:1);Router.app (starlette/routing.py:10);Logger._log (logging/__init__.py:1600) 2",

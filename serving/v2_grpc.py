@@ -1,0 +1,125 @@
+"""Open Inference Protocol (KServe v2 / Triton) over gRPC: ``inference.GRPCInferenceService``; it only translates.
+
+Served by the worker's ``grpc.aio`` server next to TF Serving's PredictionService (see
+:mod:`serving.grpc_front`), on the same engine, so v2 calls share batches with every other
+protocol. Inputs come as typed ``contents`` or ``raw_input_contents``; outputs go back as
+``raw_output_contents``, as Triton answers. Messages are generated from Triton's
+``grpc_service.proto`` into ``contract.protos.inference`` (byte-identical to tritonclient's).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import numpy as np
+
+from contract.errors import InvalidInput, Unimplemented
+from contract.protos.inference import grpc_service_pb2 as pb
+from contract.protos.inference import model_config_pb2
+
+from . import v2
+from .engine import Engine
+from .grpc_front import guarded_handler, unimplemented_handler
+
+SERVICE = "inference.GRPCInferenceService"
+
+# InferTensorContents field per datatype (Triton's mapping; UINT8/16 travel as uint_contents, INT8/16 as int_contents).
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}
+
+
+class InferenceServicer:
+    """inference.GRPCInferenceService over the engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerReadyResponse(ready=self.engine.ready)
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> Any:
+        v2.find_model(self.engine, request.name, request.version)
+        return pb.ModelReadyResponse(ready=True)
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext) -> Any:
+        return pb.ServerMetadataResponse(**v2.server_metadata())
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext) -> Any:
+        meta = v2.model_metadata(v2.find_model(self.engine, request.name, request.version))
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
+        )
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext) -> Any:
+        rt = v2.find_model(self.engine, request.name, request.version)
+        config = v2.model_config(rt, v2.row_limit(self.engine, rt))
+        message = model_config_pb2.ModelConfig(
+            name=config["name"],
+            platform=config["platform"],
+            backend=config["backend"],
+            max_batch_size=config["max_batch_size"],
+            input=[model_config_pb2.ModelInput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["input"]],
+            output=[model_config_pb2.ModelOutput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["output"]],
+            dynamic_batching=model_config_pb2.ModelDynamicBatching(),
+        )
+        return pb.ModelConfigResponse(config=message)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
+        engine = self.engine
+        rt = v2.find_model(engine, request.model_name, request.model_version)
+        if len(request.inputs) != 1:
+            raise InvalidInput(f"model {rt.store_name} takes one input {rt.input_spec['name']!r}, got {len(request.inputs)}")
+        (tensor,) = request.inputs
+        dtype, shape = v2.check_input_header(engine, rt, tensor.name, tensor.datatype, list(tensor.shape))
+        raw = request.raw_input_contents
+        if raw:
+            if len(raw) != 1:
+                raise InvalidInput(f"raw_input_contents has {len(raw)} entries for 1 input")
+            if tensor.HasField("contents"):
+                raise InvalidInput(f"input {tensor.name!r} has both contents and raw_input_contents; send one")
+            arr = v2.array_from_bytes(tensor.name, dtype, shape, raw[0])
+        else:
+            values = getattr(tensor.contents, _CONTENTS_FIELD[tensor.datatype])
+            if not values:
+                raise InvalidInput(f"input {tensor.name!r} has no data: send contents.{_CONTENTS_FIELD[tensor.datatype]} or raw_input_contents")
+            arr = v2.shaped(tensor.name, dtype, shape, np.asarray(values))
+        rows = v2.to_rows(rt, tensor.name, arr)
+        outputs = v2.check_outputs(rt, [_requested(o) for o in request.outputs] or None)
+        arrays = await v2.infer(engine, rt, rows)
+        response = pb.ModelInferResponse(model_name=rt.store_name, model_version=str(rt.version_number), id=request.id)
+        for out in outputs:
+            datatype, arr = v2.output_array(rt, out, arrays)
+            response.outputs.add(name=out.name, datatype=datatype, shape=arr.shape)
+            response.raw_output_contents.append(v2.raw_bytes(datatype, arr))
+        return response
+
+    def handlers(self) -> grpc.GenericRpcHandler:
+        """Method handlers: requests parsed here (undecodable bytes are INVALID_ARGUMENT); the rest UNIMPLEMENTED."""
+        implemented = {
+            "ServerLive": pb.ServerLiveRequest, "ServerReady": pb.ServerReadyRequest, "ModelReady": pb.ModelReadyRequest,
+            "ServerMetadata": pb.ServerMetadataRequest, "ModelMetadata": pb.ModelMetadataRequest,
+            "ModelConfig": pb.ModelConfigRequest, "ModelInfer": pb.ModelInferRequest,
+        }
+        table = {name: guarded_handler(getattr(self, name), cls) for name, cls in implemented.items()}
+        service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+        for method in service.methods:
+            if method.name not in table and not method.client_streaming:
+                table[method.name] = unimplemented_handler(
+                    Unimplemented(f"{method.name} is not offered by this server (see ServerMetadata extensions)")
+                )
+        return grpc.method_handlers_generic_handler(SERVICE, table)
+
+
+def _requested(out: Any) -> v2.Output:
+    classes = out.parameters["classification"].int64_param if "classification" in out.parameters else 0
+    return v2.Output(out.name, int(classes))
