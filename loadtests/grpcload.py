@@ -88,6 +88,30 @@ def check_response(raw: bytes, predict_pb2: Any = None) -> dict[str, list[int]]:
     return shapes
 
 
+INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def infer_request_bytes(image: Any, model_name: str, input_name: str = "images") -> bytes:
+    """A serialized v2 ``ModelInferRequest``: ``input_name`` = FP32 [1, 28, 28] in ``raw_input_contents``."""
+    from contract.protos.inference import grpc_service_pb2 as pb
+
+    x = image_tensor(image)
+    request = pb.ModelInferRequest(model_name=model_name, raw_input_contents=[x.astype("<f4").tobytes()])
+    request.inputs.add(name=input_name, datatype="FP32", shape=x.shape)
+    return request.SerializeToString()
+
+
+def check_infer_response(raw: bytes) -> dict[str, list[int]]:
+    """Output name -> shape of a serialized v2 ``ModelInferResponse`` (raises if it does not parse or has none)."""
+    from contract.protos.inference import grpc_service_pb2 as pb
+
+    response = pb.ModelInferResponse.FromString(raw)
+    shapes = {t.name: list(t.shape) for t in response.outputs}
+    if not shapes or len(response.raw_output_contents) != len(shapes):
+        raise ValueError("ModelInferResponse has no outputs")
+    return shapes
+
+
 async def closed_loop(target: str, request: bytes, concurrency: int, warmup_s: float, duration_s: float,
                       channels: int | None = None, timeout_s: float = 30.0, announce: bool = False) -> dict[str, Any]:
     """``concurrency`` calls in flight over ``channels`` connections; answers completing in the window count."""

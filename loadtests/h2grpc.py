@@ -17,7 +17,7 @@ import shutil
 import struct
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,23 +70,28 @@ def parse_summary(stdout: str) -> dict[str, int]:
     return counts
 
 
-def probe(target: str, request: bytes, timeout: float = 30.0) -> dict[str, list[int]]:
+def probe(target: str, request: bytes, timeout: float = 30.0, method: str = METHOD,
+          check: Callable[[bytes], dict[str, list[int]]] = check_response) -> dict[str, list[int]]:
     """One real gRPC call with the benchmark's request; raises if it is not answered OK."""
     import grpc
 
     with grpc.insecure_channel(target) as channel:
-        raw = channel.unary_unary(METHOD)(request, timeout=timeout)
-    return check_response(raw)
+        raw = channel.unary_unary(method)(request, timeout=timeout)
+    return check(raw)
 
 
 def run_h2grpc(target: str, request: bytes, connections: int = 32, streams: int = 1, duration_s: float = 10.0,
-               warmup_s: float = 2.0, *, cpus: set[int] | None = None) -> dict[str, Any]:
-    """``connections`` x ``streams`` calls in flight for ``duration_s`` after ``warmup_s``; rps, p50/p99, errors."""
+               warmup_s: float = 2.0, *, cpus: set[int] | None = None, method: str = METHOD,
+               check: Callable[[bytes], dict[str, list[int]]] = check_response) -> dict[str, Any]:
+    """``connections`` x ``streams`` calls in flight for ``duration_s`` after ``warmup_s``; rps, p50/p99, errors.
+
+    ``method`` and ``check``: TF Serving's ``Predict`` by default; the v2 ``ModelInfer`` with
+    :data:`~loadtests.grpcload.INFER_METHOD` and :func:`~loadtests.grpcload.check_infer_response`."""
     if not 1 <= connections <= 1000 or not 1 <= streams <= 100 or not 0 < duration_s <= 600 or not 0 <= warmup_s <= 60:
         raise ValueError("connections 1..1000, streams 1..100, duration_s (0, 600], warmup_s [0, 60]")
     exe = h2load_path()
-    probe(target, request)
-    url = f"http://{target}{METHOD}"
+    probe(target, request, method=method, check=check)
+    url = f"http://{target}{method}"
     with tempfile.TemporaryDirectory(prefix="h2grpc-") as tmp:
         body, log = Path(tmp) / "body", Path(tmp) / "requests.log"
         body.write_bytes(grpc_frame(request))

@@ -44,11 +44,11 @@ def measure(url: str, spec: wrkload.RequestSpec, connections: Sequence[int], dur
     for c in connections:
         if warmup_s > 0:
             wrkload.run_wrk(url, spec.path, spec.body, spec.content_type, connections=c, duration_s=warmup_s,
-                            cpus=client_cpus)
+                            cpus=client_cpus, headers=spec.headers)
         procs = processes()
         before, t0 = _cpu(procs), time.monotonic()
         r = wrkload.run_wrk(url, spec.path, spec.body, spec.content_type, connections=c, duration_s=duration_s,
-                            cpus=client_cpus)
+                            cpus=client_cpus, headers=spec.headers)
         r["server_cpu_cores"] = (_cpu(procs) - before) / (time.monotonic() - t0)
         runs.append(r)
         print(f"peers: {url}{spec.path} c={c}: {r['rps']:,.0f} req/s, p50 {r['p50_ms'] or 0:.1f} ms, "
@@ -64,8 +64,10 @@ def run_server(which: str, model_dir: Path, out_dir: Path, image: Any, connectio
                label: str | None = None) -> dict[str, Any]:
     """Start ``which`` (``ours``, ``triton`` or ``textbook``), measure it, stop it; one result row.
 
-    For ``ours``, ``grpc_connections`` > 0 adds a TF-Serving gRPC ``Predict`` run (h2load, that many
-    connections, one call in flight on each) after the HTTP runs, as ``row["grpc"]``.
+    For ``ours``, ``grpc_connections`` > 0 adds, after the ``/v1`` runs and at that many connections
+    (one call in flight on each): a TF-Serving gRPC ``Predict`` run (h2load) as ``row["grpc"]``, and the
+    Open Inference Protocol v2 as ``row["v2"]``: REST with JSON tensors (Triton's body), REST with the
+    binary tensor extension (wrk) and gRPC ``ModelInfer`` (h2load).
     """
     if which not in SERVERS:
         raise ValueError(f"which must be one of {SERVERS}")
@@ -86,8 +88,10 @@ def run_server(which: str, model_dir: Path, out_dir: Path, image: Any, connectio
             procs = lambda: [p for _, p in server.processes(svc)]  # noqa: E731
             row.update(_measure_one(svc.http_url, spec, connections, duration_s, warmup_s, procs, client_cpus))
             if grpc_connections:
-                row["grpc"] = _measure_grpc(svc.grpc_target, image, f"mnist-{model}", grpc_connections, duration_s,
+                store_name = f"mnist-{model}"
+                row["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, grpc_connections, duration_s,
                                             warmup_s, procs, client_cpus)
+                row["v2"] = _measure_v2(svc, image, store_name, grpc_connections, duration_s, warmup_s, procs, client_cpus)
                 row["rss_mb"] = max(row["rss_mb"], _rss_mb(procs()))
         finally:
             server.stop(svc)
@@ -119,21 +123,49 @@ def _measure_one(url: str, spec: wrkload.RequestSpec, connections: Sequence[int]
 
 
 def _measure_grpc(target: str, image: Any, store_name: str, connections: int, duration_s: float, warmup_s: float,
-                  processes: Callable[[], list[Any]], client_cpus: set[int] | None) -> dict[str, Any]:
-    from .. import h2grpc
-    from ..grpcload import predict_request_bytes
+                  processes: Callable[[], list[Any]], client_cpus: set[int] | None, v2: bool = False) -> dict[str, Any]:
+    from .. import grpcload, h2grpc
 
     procs = processes()
     before, t0 = _cpu(procs), time.monotonic()
+    if v2:
+        request, how = grpcload.infer_request_bytes(image, store_name), dict(method=grpcload.INFER_METHOD, check=grpcload.check_infer_response)
+    else:
+        request, how = grpcload.predict_request_bytes(image, store_name), {}
     try:
-        r = h2grpc.run_h2grpc(target, predict_request_bytes(image, store_name), connections, 1, duration_s, warmup_s,
-                              cpus=client_cpus)
+        r = h2grpc.run_h2grpc(target, request, connections, 1, duration_s, warmup_s, cpus=client_cpus, **how)
     except h2grpc.H2loadNotFound as e:
         return {"skipped": str(e)}
     r["server_cpu_cores"] = (_cpu(procs) - before) / (time.monotonic() - t0)
-    print(f"peers: gRPC Predict {target} c={connections}: {r['rps']:,.0f} req/s, p50 {r['p50_ms'] or 0:.1f} ms, "
-          f"p99 {r['p99_ms'] or 0:.1f} ms, errors {r['errors']}, h2load CPU {r['client_cpu_cores']:.2f}", flush=True)
+    print(f"peers: gRPC {'ModelInfer' if v2 else 'Predict'} {target} c={connections}: {r['rps']:,.0f} req/s, "
+          f"p50 {r['p50_ms'] or 0:.1f} ms, p99 {r['p99_ms'] or 0:.1f} ms, errors {r['errors']}, "
+          f"h2load CPU {r['client_cpu_cores']:.2f}", flush=True)
     return r
+
+
+V2_LABELS = {
+    "http_json": "v2 REST, JSON tensors (`POST /v2/models/mnist-lstm/infer`, Triton's body)",
+    "http_binary": "v2 REST, binary tensor extension",
+    "grpc": "v2 gRPC `ModelInfer` (h2load)",
+}
+
+
+def _measure_v2(svc: Any, image: Any, store_name: str, connections: int, duration_s: float, warmup_s: float,
+                processes: Callable[[], list[Any]], client_cpus: set[int] | None) -> dict[str, Any]:
+    """Our Open Inference Protocol fronts at ``connections``: REST JSON, REST binary, gRPC."""
+    specs = {
+        "http_json": wrkload.RequestSpec(f"/v2/models/{store_name}/infer", wrkload.triton_body(image)),
+        "http_binary": wrkload.v2_binary_spec(image, store_name),
+    }
+    out: dict[str, Any] = {}
+    for key, spec in specs.items():
+        status, body = wrkload.probe(svc.http_url, spec)
+        if status != 200:
+            raise RuntimeError(f"{spec.path} answered {status} to the benchmark's v2 request: {body[:500]!r}")
+        (out[key],) = measure(svc.http_url, spec, [connections], duration_s, warmup_s, processes, client_cpus)
+    out["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, connections, duration_s, warmup_s, processes,
+                                client_cpus, v2=True)
+    return out
 
 
 def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
@@ -158,6 +190,13 @@ def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
                 f"| {row['label']}: TF-Serving gRPC `Predict` (h2load) | {g['concurrency']} | {g['rps']:,.0f} | "
                 f"{_f(g['p50_ms'])} | {_f(g['p99_ms'])} | {g['errors']} / {g['non2xx']} | "
                 f"{g.get('server_cpu_cores', 0):.2f} | {g['client_cpu_cores']:.2f} | {row['rss_mb']:,.0f} ({row['processes']}) | |")
+        for key, r in (row.get("v2") or {}).items():
+            if r.get("skipped"):
+                continue
+            lines.append(
+                f"| {row['label']}: {V2_LABELS[key]} | {r.get('concurrency', r.get('connections'))} | {r['rps']:,.0f} | "
+                f"{_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['errors']} / {r['non2xx']} | "
+                f"{r.get('server_cpu_cores', 0):.2f} | {r['client_cpu_cores']:.2f} | {row['rss_mb']:,.0f} ({row['processes']}) | |")
     return "\n".join(lines) + "\n"
 
 

@@ -51,3 +51,18 @@ def test_parse_cpus_and_percentile():
 
 def test_cli_rejects_silly_arguments(capsys):
     assert grpcload.main(["--target", "127.0.0.1:1", "-c", "0"]) == 2
+
+
+def test_v2_infer_request_and_response():
+    from contract.protos.inference import grpc_service_pb2 as pb
+
+    image = np.full((28, 28), 255, np.uint8)
+    request = pb.ModelInferRequest.FromString(grpcload.infer_request_bytes(image, "mnist-lstm"))
+    assert request.model_name == "mnist-lstm"
+    assert [(t.name, t.datatype, list(t.shape)) for t in request.inputs] == [("images", "FP32", [1, 28, 28])]
+    assert np.frombuffer(request.raw_input_contents[0], "<f4").tolist() == [1.0] * 784
+    response = pb.ModelInferResponse(raw_output_contents=[b"\0" * 40])
+    response.outputs.add(name="probabilities", datatype="FP32", shape=[1, 10])
+    assert grpcload.check_infer_response(response.SerializeToString()) == {"probabilities": [1, 10]}
+    with pytest.raises(ValueError):
+        grpcload.check_infer_response(pb.ModelInferResponse().SerializeToString())

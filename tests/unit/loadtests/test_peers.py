@@ -90,3 +90,17 @@ def test_textbook_service_is_the_documented_shape(monkeypatch):
 
     api = textbook_bento.TextbookService.apis["predict"]
     assert api.batchable and api.max_batch_size == 64 and api.max_latency_ms == textbook_bento.MAX_LATENCY_MS
+
+
+def test_side_by_side_table_has_the_grpc_and_v2_lines():
+    from loadtests.peers import compare
+
+    run = {"connections": 32, "concurrency": 32, "rps": 4000.0, "p50_ms": 7.0, "p99_ms": 13.0, "errors": 0, "non2xx": 0,
+           "server_cpu_cores": 1.9, "client_cpu_cores": 0.1}
+    row = {"server": "ours", "label": "ours", "runs": [run], "rss_mb": 520.0, "processes": 3, "ready_s": 3.0,
+           "grpc": run, "v2": {"http_json": run, "http_binary": run, "grpc": {"skipped": "h2load is not installed"}}}
+    table = compare.render_markdown([row])
+    assert "TF-Serving gRPC `Predict`" in table
+    assert compare.V2_LABELS["http_json"] in table and compare.V2_LABELS["http_binary"] in table
+    assert compare.V2_LABELS["grpc"] not in table  # a skipped run is left out, not shown as zeros
+    assert table.count("| 4,000 |") == 4

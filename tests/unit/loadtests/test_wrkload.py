@@ -69,6 +69,20 @@ def test_requests_for_image_paths():
 # ---------------------------------------------------------------- Lua script and wrk output
 
 
+def test_v2_binary_spec_is_a_json_header_then_raw_fp32():
+    spec = wrkload.v2_binary_spec(digit(), "mnist-lstm")
+    length = int(dict(spec.headers)["Inference-Header-Content-Length"])
+    header = json.loads(spec.body[:length])
+    assert header["inputs"][0] == {"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "parameters": {"binary_data_size": 3136}}
+    np.testing.assert_array_equal(np.frombuffer(spec.body[length:], "<f4").reshape(28, 28), digit() / np.float32(255.0))
+    assert spec.path == "/v2/models/mnist-lstm/infer" and spec.content_type == "application/octet-stream"
+
+
+def test_lua_script_sets_extra_headers():
+    script = wrkload.lua_script("/tmp/x/body", "application/octet-stream", "POST", [("Inference-Header-Content-Length", "99")])
+    assert 'wrk.headers[ [[\nInference-Header-Content-Length]] ] = [[\n99]]' in script
+
+
 def test_lua_string_survives_closing_brackets_and_leading_newline():
     assert wrkload._lua_string("abc") == "[[\nabc]]"
     assert wrkload._lua_string("a]]b") == "[=[\na]]b]=]"
@@ -133,6 +147,7 @@ def test_run_wrk_rejects_silly_arguments():
 def test_run_wrk_against_a_tiny_local_server():
     """The generated script runs in the real wrk: one second against a stdlib server on 127.0.0.1."""
     seen: list[bytes] = []
+    headers: list[str | None] = []
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -141,6 +156,7 @@ def test_run_wrk_against_a_tiny_local_server():
             body = self.rfile.read(int(self.headers["Content-Length"]))
             if len(seen) < 3:
                 seen.append(body)
+                headers.append(self.headers.get("Inference-Header-Content-Length"))
             status = 200 if self.headers["Content-Type"] == "application/json" else 415
             answer = b'{"ok":true}'
             self.send_response(status)
@@ -160,6 +176,10 @@ def test_run_wrk_against_a_tiny_local_server():
         assert seen and seen[0] == b'{"images":[]}'
         assert r["requests"] > 0 and r["rps"] > 0 and r["non2xx"] == 0 and r["errors"] == 0
         assert r["p50_ms"] is not None and r["p50_ms"] <= r["p99_ms"]
+        spec = wrkload.v2_binary_spec(digit())
+        seen.clear(), headers.clear()
+        wrkload.run_wrk(url, spec.path, spec.body, "application/json", connections=1, duration_s=1, headers=spec.headers)
+        assert seen[0] == spec.body and headers[0] == dict(spec.headers)["Inference-Header-Content-Length"]
         bad = wrkload.run_wrk(url, "/", b"x", content_type="text/plain", connections=1, duration_s=1)
         assert bad["non2xx"] == bad["requests"] > 0 and bad["rps"] == 0 and bad["first_non2xx_status"] == 415
     finally:
