@@ -35,6 +35,10 @@ class VersionNotFound(NotFound):
     """The model exists but not in the requested version."""
 
 
+class Forbidden(ServingError):
+    """The call is understood but switched off on this server (e.g. the model control API)."""
+
+
 class PayloadTooLarge(ServingError):
     """Body, pixel count or item count over a configured limit."""
 
@@ -72,6 +76,7 @@ ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
     NotFound: (404, "NOT_FOUND"),
     ModelNotFound: (404, "NOT_FOUND"),
     VersionNotFound: (404, "NOT_FOUND"),
+    Forbidden: (403, "PERMISSION_DENIED"),
     PayloadTooLarge: (413, "RESOURCE_EXHAUSTED"),
     UnsupportedMediaType: (415, "INVALID_ARGUMENT"),
     Unimplemented: (501, "UNIMPLEMENTED"),

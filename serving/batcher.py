@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from contract.errors import Overloaded
+from contract.errors import NotReady, Overloaded
 
 RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
 # (queue seconds of each request, compute seconds, rows) after every batch; queue depth on every change.
@@ -60,6 +60,8 @@ class Batcher:
         self._wake: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._computing = False
+        self._closed = False
 
     @property
     def depth(self) -> int:
@@ -68,6 +70,8 @@ class Batcher:
 
     async def submit(self, rows: np.ndarray) -> list[np.ndarray]:
         """Every output of ``run`` for ``rows`` (validated, batch axis 0), computed in a shared batch."""
+        if self._closed:
+            raise NotReady(f"model {self.name} was just unloaded; retry")
         if len(self._queue) >= self.max_queue:
             raise Overloaded(
                 f"model {self.name} has {len(self._queue)} requests queued (the limit, SERVING_MAX_QUEUE); retry shortly"
@@ -106,7 +110,11 @@ class Batcher:
                 continue
             started = time.perf_counter()
             rows = sum(len(p.rows) for p in batch)
-            await self._compute(loop, batch)
+            self._computing = True
+            try:
+                await self._compute(loop, batch)
+            finally:
+                self._computing = False
             if self._on_batch is not None:
                 self._on_batch([started - p.enqueued for p in batch], time.perf_counter() - started, rows)
 
@@ -159,8 +167,17 @@ class Batcher:
         if self._on_depth is not None:
             self._on_depth(len(self._queue))
 
+    async def drain(self, timeout_s: float) -> None:
+        """Finish what is queued and computing (at most ``timeout_s``), then close; new requests are refused."""
+        self._closed = True
+        deadline = time.monotonic() + timeout_s
+        while (self._queue or self._computing) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        await self.close()
+
     async def close(self) -> None:
         """Stop the worker task (waiters get CancelledError) and the compute thread."""
+        self._closed = True
         if self._worker is not None:
             self._worker.cancel()
             try:

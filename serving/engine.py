@@ -1,10 +1,11 @@
 """The serving engine: one per worker process, the only thing the protocol fronts call.
 
 It owns the registry of ONNX Runtime sessions, one :class:`~serving.batcher.Batcher`
-per model (requests from every front share its batches), the direct path for requests
-that already are batches (bulk ``.npy``, the manifold), the per-model metrics and the
-manifold PNG cache. Fronts validate and translate; they hand the engine float32 rows
-that match the model's signature and get numpy arrays back.
+per served model version (requests from every front share its batches), the direct path for
+requests that already are batches (bulk ``.npy``, the manifold), the per-model metrics and the
+manifold PNG cache. Its :class:`~serving.lifecycle.Lifecycle` decides which versions are served
+and adds and retires them while it serves. Fronts validate and translate; they hand the engine
+float32 rows that match the model's signature and get numpy arrays back.
 """
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from contract import images
-from contract.errors import ServingError
+from contract.errors import NotReady, ServingError
 
+from . import versions
 from .batcher import Batcher
+from .lifecycle import Lifecycle
 from .metrics import EngineMetrics, engine_metrics
 from .runtime import ModelRuntime, Registry
 from .settings import Settings
@@ -65,32 +68,38 @@ class PNGCache:
 class Engine:
     """Model runtimes + batchers + direct path + metrics + caches of one worker."""
 
-    def __init__(self, settings: Settings, registry: Registry, metrics: EngineMetrics | None = None) -> None:
+    def __init__(self, settings: Settings, registry: Registry | None = None, metrics: EngineMetrics | None = None) -> None:
         self.settings = settings
-        self.registry = registry
+        self.registry = registry if registry is not None else Registry([], settings.default_classifier)
         self.metrics = metrics
+        self.lifecycle: Lifecycle | None = None  # None: a fixed registry (tests, benchmarks)
         self.manifolds = PNGCache(settings.manifold_cache)
-        self.batchers: dict[str, Batcher] = {}
+        self.batchers: dict[tuple[str, str], Batcher] = {}
         self.started = time.monotonic()
         self.warm = False
         self.draining = False  # set on SIGTERM: every protocol reports unready while in-flight requests finish
 
     @classmethod
     def from_store(cls, settings: Settings, pinned: Sequence[str] = ()) -> Engine:
-        """An engine over SERVING_MODELS, else ``pinned`` (a Bento's own models), else the newest of each stored model."""
-        return cls(settings, Registry.from_store(settings, pinned), engine_metrics())
+        """An engine over SERVING_MODELS, else ``pinned`` (a Bento's own models), else what the version
+        policies select from the store, kept up to date by its lifecycle."""
+        engine = cls(settings, None, engine_metrics())
+        engine.lifecycle = Lifecycle(engine, settings, pinned)
+        return engine
 
     # ------------------------------------------------------------ lifecycle
 
     def load(self) -> None:
-        """Load and warm every model, make its batcher, render the default manifolds; then ready."""
+        """Load and warm every model version to serve, make its batcher, render the default manifolds; then ready."""
+        if self.lifecycle is not None:
+            self.registry = self.lifecycle.initial_registry()
         self.registry.load_all()
-        for rt in self.registry.runtimes.values():
-            self.batchers[rt.store_name] = self._batcher(rt)
+        for rt in self.registry.served():
+            self.batchers[rt.key] = self._batcher(rt)
             if rt.task == "generation":
                 self.render_manifold(rt, *DEFAULT_MANIFOLD)
         self.warm = True
-        logger.info("ready: %d models in %.1fs", len(self.registry.runtimes), time.monotonic() - self.started)
+        logger.info("ready: %d model versions in %.1fs", len(self.batchers), time.monotonic() - self.started)
 
     @property
     def ready(self) -> bool:
@@ -98,7 +107,27 @@ class Engine:
         return self.warm and self.registry.ready and not self.draining
 
     async def close(self) -> None:
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
+
+    async def add(self, rt: ModelRuntime) -> None:
+        """Start routing requests to a loaded and warmed version (its default manifold rendered first)."""
+        if rt.task == "generation":
+            await asyncio.to_thread(self.render_manifold, rt, *DEFAULT_MANIFOLD)
+        self.batchers[rt.key] = self._batcher(rt)
+        self.registry.add(rt)
+
+    async def retire(self, rt: ModelRuntime, grace_s: float) -> None:
+        """Stop routing to ``rt`` now; after ``grace_s`` (for requests that already chose it) finish its
+        queue and unload it, which frees its memory."""
+        self.registry.remove(rt)
+        await asyncio.sleep(grace_s)
+        batcher = self.batchers.pop(rt.key, None)
+        if batcher is not None:
+            await batcher.drain(self.settings.drain_timeout_s)
+        rt.unload()
+        logger.info("unloaded %s version %d", rt.store_name, rt.version_number)
 
     def _batcher(self, rt: ModelRuntime) -> Batcher:
         metrics, name = self.metrics, rt.store_name
@@ -115,17 +144,21 @@ class Engine:
     # ------------------------------------------------------------ models
 
     def model(self, task: str, name: str | None, version: str | None = None) -> ModelRuntime:
-        """A ready runtime by public name (``lstm``) or store name (``mnist-lstm``); None = the task's default."""
+        """A ready runtime by public name (``lstm``) or store name (``mnist-lstm``); None = the task's default.
+        ``version``: a number, tag or label; None = the ``stable`` label if set, else the newest served."""
         return self.registry.get(task, name, version)
 
-    def by_store_name(self, store_name: str) -> ModelRuntime:
-        return self.registry.by_store_name(store_name)
+    def by_store_name(self, store_name: str, version: str | None = None) -> ModelRuntime:
+        return self.registry.by_store_name(store_name, version)
 
     # ------------------------------------------------------------ inference
 
     async def infer(self, rt: ModelRuntime, rows: np.ndarray) -> list[np.ndarray]:
         """Every output of ``rt`` for validated float32 rows, computed in a batch shared with other requests."""
-        return await self.batchers[rt.store_name].submit(rows)
+        batcher = self.batchers.get(rt.key)
+        if batcher is None:
+            raise NotReady(f"model {rt.store_name} version {rt.version_number} was just unloaded; retry")
+        return await batcher.submit(rows)
 
     async def infer_direct(self, rt: ModelRuntime, rows: np.ndarray) -> np.ndarray:
         """First output for a request that already is a batch (bulk, manifold): bounded chunks, off the event loop."""
@@ -165,11 +198,20 @@ class Engine:
     # ------------------------------------------------------------ description
 
     def describe_models(self) -> list[dict[str, Any]]:
+        """Every served version: its description, whether unversioned requests go to it (``current``),
+        whether it is its task's default model, and the labels that name it."""
         defaults = {task: self._default_or_none(task) for task in ("classification", "generation")}
-        return [
-            {**rt.describe(), "default": defaults.get(rt.task) == rt.public_name}
-            for rt in sorted(self.registry.runtimes.values(), key=lambda r: r.store_name)
-        ]
+        current = {rt.key for rt in self.registry.runtimes.values()}
+        out = []
+        for rt in self.registry.served():
+            labels = self.registry.labels.get(rt.store_name, {})
+            out.append({
+                **rt.describe(),
+                "current": rt.key in current,
+                "default": rt.key in current and defaults.get(rt.task) == rt.public_name,
+                "labels": sorted(label for label, v in labels.items() if versions.matches(rt, [v])),
+            })
+        return out
 
     def _default_or_none(self, task: str) -> str | None:
         try:

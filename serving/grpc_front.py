@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from contract import tensors
-from contract.errors import InvalidInput, PayloadTooLarge, ServingError, Unimplemented, VersionNotFound, error_message, grpc_code
+from contract.errors import InvalidInput, PayloadTooLarge, ServingError, Unimplemented, error_message, grpc_code
 from contract.protos.tensorflow.core.framework import tensor_shape_pb2
 from contract.protos.tensorflow.core.protobuf import meta_graph_pb2
 from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
@@ -84,16 +84,16 @@ class PredictionServicer:
     def _model(self, model_spec: Any) -> ModelRuntime:
         if model_spec.signature_name not in ("", SIGNATURE_NAME):
             raise InvalidInput(f"unknown signature {model_spec.signature_name!r}; models offer {SIGNATURE_NAME!r}")
-        if model_spec.WhichOneof("version_choice") == "version_label":
-            raise VersionNotFound(
-                f"version labels are not used; ask for a version number or none (got {model_spec.version_label[:100]!r})"
-            )
-        rt = self.engine.by_store_name(model_spec.name)
-        if model_spec.HasField("version") and model_spec.version.value != rt.version_number:
-            raise VersionNotFound(
-                f"model {rt.store_name} has no version {model_spec.version.value}; serving version {rt.version_number}"
-            )
-        return rt
+        choice = model_spec.WhichOneof("version_choice")
+        if choice == "version":
+            version: str | None = str(model_spec.version.value)
+        elif choice == "version_label":
+            version = model_spec.version_label
+            if not version or version.isdigit():
+                raise InvalidInput(f"version_label must be a label such as 'stable', got {version[:100]!r}")
+        else:
+            version = None
+        return self.engine.by_store_name(model_spec.name, version)
 
     def handlers(self) -> grpc.GenericRpcHandler:
         """The service's method handlers; requests are parsed here so undecodable bytes are INVALID_ARGUMENT."""

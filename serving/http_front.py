@@ -24,11 +24,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
 from contract import images
-from contract.errors import InvalidInput, ModelNotFound, NotFound, NotReady, Overloaded, PayloadTooLarge, ServingError, error_body, http_status
+from contract.errors import Forbidden, InvalidInput, ModelNotFound, NotFound, NotReady, VersionNotFound, Overloaded, PayloadTooLarge, ServingError, error_body, http_status
 
 from . import codec
 from .engine import Engine
-from .runtime import ModelRuntime
+from .lifecycle import Lifecycle
+from .runtime import TASKS, ModelRuntime
 
 logger = logging.getLogger("serving.http")
 
@@ -50,6 +51,7 @@ class ClassifyRequest(BaseModel):
         examples=[[[[0] * 28] * 28]],
     )
     model: str | None = Field(default=None, description="Classifier name; default: the best by stored test accuracy")
+    version: str | None = Field(default=None, description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served")
 
 
 class Prediction(BaseModel):
@@ -66,6 +68,7 @@ class ClassifyResponse(BaseModel):
 class GenerateRequest(BaseModel):
     z: Any = Field(description="Latent points: N x latent_dim (or one point)", examples=[[[1.4, -1.3]]])
     model: str | None = Field(default=None, description="Generator name (vae2, vae4); default vae2")
+    version: str | None = Field(default=None, description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served")
     format: Literal["png", "array"] = Field(default="png", description="png: one image or a grid; array: JSON pixels")
 
 
@@ -73,6 +76,7 @@ class SampleRequest(BaseModel):
     n: int = Field(default=16, ge=1, description="How many images")
     seed: int = Field(default=0, ge=0, description="z = numpy default_rng(seed).standard_normal((n, latent))")
     model: str | None = None
+    version: str | None = Field(default=None, description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served")
     format: Literal["png", "array"] = "png"
 
 
@@ -144,6 +148,10 @@ async def until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
 
 
 M = TypeVar("M", bound=BaseModel)
+VersionQuery = Annotated[
+    str | None,
+    Query(description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served"),
+]
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -178,7 +186,7 @@ async def parse_json(request: Request, model: type[M]) -> M:
 async def classify(request: Request) -> Response:
     body = await parse_json(request, ClassifyRequest)
     engine = current_engine()
-    rt = engine.model("classification", body.model)
+    rt = engine.model("classification", body.model, body.version)
     pixels = codec.pixels_from_json(body.images)
     if pixels.ndim == 2:
         pixels = pixels[None]
@@ -194,9 +202,10 @@ async def classify_image(
     image: Annotated[UploadFile, File(description="PNG/JPEG/...; dark-on-light or light-on-dark")],
     model: Annotated[str | None, Query(description="Classifier name")] = None,
     model_form: Annotated[str | None, Form(alias="model")] = None,
+    version: VersionQuery = None,
 ) -> Response:
     engine = current_engine()
-    rt = engine.model("classification", model or model_form)
+    rt = engine.model("classification", model or model_form, version)
     data = await image.read()
     pixels = await asyncio.to_thread(_preprocess_upload, data, engine.settings.max_image_pixels)
     (probs,) = await until_disconnect(request, engine.infer(rt, pixels[None]))
@@ -213,9 +222,9 @@ def _preprocess_upload(data: bytes, max_pixels: int) -> np.ndarray:
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
-async def classify_batch(request: Request, model: Annotated[str | None, Query()] = None) -> Response:
+async def classify_batch(request: Request, model: Annotated[str | None, Query()] = None, version: VersionQuery = None) -> Response:
     engine = current_engine()
-    rt = engine.model("classification", model)
+    rt = engine.model("classification", model, version)
     body = await request.body()
     arr = codec.npy_to_array(body, engine.settings.max_body_bytes)
     if arr.ndim == 2:
@@ -235,7 +244,7 @@ async def classify_batch(request: Request, model: Annotated[str | None, Query()]
 async def generate(request: Request) -> Response:
     body = await parse_json(request, GenerateRequest)
     engine = current_engine()
-    rt = engine.model("generation", body.model)
+    rt = engine.model("generation", body.model, body.version)
     z = codec.floats_from_json(body.z, "z")
     if z.ndim == 1:
         z = z[None]
@@ -248,7 +257,7 @@ async def generate(request: Request) -> Response:
 @api.post("/generate/sample", summary="n images from z ~ N(0, I), reproducible by seed", responses=PNG_OR_JSON)
 async def sample(body: SampleRequest, request: Request) -> Response:
     engine = current_engine()
-    rt = engine.model("generation", body.model)
+    rt = engine.model("generation", body.model, body.version)
     if body.n > engine.settings.max_generate_n:
         raise PayloadTooLarge(f"n must be at most {engine.settings.max_generate_n}, got {body.n}")
     z = images.sample_latent(body.n, rt.signature["latent_dim"], body.seed)
@@ -268,9 +277,10 @@ async def manifold(
     scale: Annotated[float, Query(gt=0, le=100, description="z range [-scale, scale]")] = 2.0,
     dims: Annotated[str | None, Query(description="the two varied latent dims, e.g. 2,3 (default 0,1)")] = None,
     fixed: Annotated[str | None, Query(description="values of every latent dim (varied ones ignored), e.g. 1,0,0,0")] = None,
+    version: VersionQuery = None,
 ) -> Response:
     engine = current_engine()
-    rt = engine.model("generation", model)
+    rt = engine.model("generation", model, version)
     if n > engine.settings.max_manifold_n:
         raise PayloadTooLarge(f"n must be at most {engine.settings.max_manifold_n}, got {n}")
     png, hit = await engine.manifold(
@@ -283,17 +293,53 @@ async def manifold(
     return Response(png, media_type="image/png", headers={**_model_headers(rt), "X-Cache": "hit" if hit else "miss"})
 
 
-@api.get("/models", summary="Every loaded model: versions, signatures, stored metrics, provider")
+@api.get("/models", summary="Every served model version: signatures, stored metrics, labels, provider; and what each worker serves")
 async def models() -> Response:
-    return JSON({"models": current_engine().describe_models()})
+    engine = current_engine()
+    workers = engine.lifecycle.workers() if engine.lifecycle is not None else {}
+    return JSON({"models": engine.describe_models(), "workers": workers})
 
 
-@api.get("/models/{name}", summary="One model by public name (lstm, vae2) or store name (mnist-lstm)")
-async def model_info(name: str) -> Response:
-    for entry in current_engine().describe_models():
-        if name in (entry["name"], entry["store_name"]):
-            return JSON(entry)
-    raise ModelNotFound(f"unknown model {name[:100]!r}; see GET /v1/models")
+@api.get("/models/{name}", summary="One model by public name (lstm, vae2) or store name (mnist-lstm): the version requests go to")
+async def model_info(name: str, version: VersionQuery = None) -> Response:
+    entries = current_engine().describe_models()
+    mine = [e for e in entries if name in (e["name"], e["store_name"])]
+    if not mine:
+        raise ModelNotFound(f"unknown model {name[:100]!r}; see GET /v1/models")
+    chosen = [e for e in mine if (e["current"] if version is None else version in (str(e["version_number"]), e["version"], *e["labels"]))]
+    if not chosen:
+        raise VersionNotFound(f"model {name[:100]!r} has no served version {version[:100]!r}")
+    # A shared public name (vae2: decoder and encoder) answers with the decoder, like the v2 protocol.
+    entry = min(chosen, key=lambda e: TASKS.index(e["task"]))
+    served = sorted((e["version_number"] for e in mine if e["store_name"] == entry["store_name"]), reverse=True)
+    return JSON({**entry, "served_versions": served})
+
+
+class LabelRequest(BaseModel):
+    version: str = Field(description="The served version the label names: a version number or store tag")
+
+
+@api.put("/models/{name}/labels/{label}", summary="Point a version label (stable, canary) at a served version; needs SERVING_MODEL_CONTROL")
+async def put_label(name: str, label: str, request: Request) -> Response:
+    body = await parse_json(request, LabelRequest)
+    lifecycle = _lifecycle()
+    await lifecycle.set_label(name, label, body.version)
+    rt = current_engine().registry.find(name)
+    return JSON({"model": rt.store_name, "labels": current_engine().registry.labels.get(rt.store_name, {})})
+
+
+@api.delete("/models/{name}/labels/{label}", summary="Remove a version label; needs SERVING_MODEL_CONTROL")
+async def delete_label(name: str, label: str) -> Response:
+    await _lifecycle().set_label(name, label, None)
+    rt = current_engine().registry.find(name)
+    return JSON({"model": rt.store_name, "labels": current_engine().registry.labels.get(rt.store_name, {})})
+
+
+def _lifecycle() -> Lifecycle:
+    lifecycle = current_engine().lifecycle
+    if lifecycle is None:
+        raise Forbidden("this server has a fixed set of models; there is no model control")
+    return lifecycle
 
 
 def _csv(raw: str, kind: type, what: str) -> list[Any]:

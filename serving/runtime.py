@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from contract.errors import ModelIntegrityError, ModelNotFound, NotReady, VersionNotFound
+
+from . import versions
 
 logger = logging.getLogger("serving.runtime")
 
@@ -102,6 +104,11 @@ class ModelRuntime:
         return tuple(self.input_spec["shape"][1:])
 
     @property
+    def key(self) -> tuple[str, str]:
+        """(store name, version): one served version."""
+        return (self.store_name, self.version)
+
+    @property
     def version_number(self) -> int:
         """TF Serving versions are integers: the registration time in seconds."""
         return int(self.created)
@@ -134,6 +141,12 @@ class ModelRuntime:
             self.ready = True
             logger.info("loaded %s:%s on %s in %.2fs", self.store_name, self.version, self.provider, self.load_seconds)
 
+    def unload(self) -> None:
+        """Drop the ORT session: its memory is freed once no batch still runs on it."""
+        with self._lock:
+            self.session = None
+            self.ready = False
+
     def _warm_up(self) -> None:
         # Batch 1 and a larger batch so the first real requests do not pay for allocation/plan caching.
         for n in (1, 8):
@@ -165,55 +178,64 @@ class ModelRuntime:
 
 
 class Registry:
-    """All runtimes of this server, addressable by public or store name."""
+    """Every served version of every model, addressable by public or store name and by version number, tag or label."""
 
-    def __init__(self, runtimes: list[ModelRuntime], default_classifier: str | None = None) -> None:
-        self.runtimes = {rt.store_name: rt for rt in runtimes}
-        self._by_public: dict[tuple[str, str], ModelRuntime] = {(rt.task, rt.public_name): rt for rt in runtimes}
+    def __init__(
+        self,
+        runtimes: Sequence[ModelRuntime] = (),
+        default_classifier: str | None = None,
+        labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self._versions: dict[str, list[ModelRuntime]] = {}
+        self._public: dict[tuple[str, str], str] = {}
+        self.labels: dict[str, dict[str, str]] = {name: dict(pairs) for name, pairs in (labels or {}).items()}
         self._default_classifier = default_classifier
+        for rt in runtimes:
+            self.add(rt)
 
-    @classmethod
-    def from_store(cls, settings: Any, pinned: Sequence[str] = ()) -> Registry:
-        """Runtimes for the tags in SERVING_MODELS, else ``pinned`` (a Bento's own model tags),
-        else the latest version of each stored model."""
-        import bentoml
+    # ------------------------------------------------------------ membership
 
-        providers = choose_providers(settings.providers, _available_providers())
-        tags = list(settings.models) or list(pinned)
-        if tags:
-            models = [bentoml.models.get(tag) for tag in tags]
+    def add(self, rt: ModelRuntime) -> None:
+        """Serve ``rt`` (replacing a runtime of the same version)."""
+        served = [v for v in self._versions.get(rt.store_name, []) if v.version != rt.version]
+        self._versions[rt.store_name] = [*served, rt]
+        self._public[(rt.task, rt.public_name)] = rt.store_name
+
+    def remove(self, rt: ModelRuntime) -> None:
+        """Stop routing requests to ``rt``."""
+        served = [v for v in self._versions.get(rt.store_name, []) if v is not rt]
+        if served:
+            self._versions[rt.store_name] = served
         else:
-            latest: dict[str, Any] = {}
-            for model in bentoml.models.list():
-                name = model.tag.name
-                if name not in latest or model.creation_time > latest[name].creation_time:
-                    latest[name] = model
-            models = list(latest.values())
-        runtimes = []
-        for model in models:
-            path = Path(model.path)
-            runtimes.append(
-                ModelRuntime(
-                    store_name=model.tag.name,
-                    version=model.tag.version,
-                    path=path,
-                    metadata=dict(model.info.metadata),
-                    signature=json.loads((path / "signature.json").read_text()),
-                    providers=providers,
-                    created=model.creation_time.timestamp(),
-                    intra_op_threads=settings.intra_op_threads,
-                    spinning=settings.ort_spinning,
-                )
-            )
-        return cls(runtimes, settings.default_classifier)
+            self._versions.pop(rt.store_name, None)
+            self._public = {k: v for k, v in self._public.items() if v != rt.store_name}
+
+    def served(self) -> list[ModelRuntime]:
+        """Every served runtime, by store name then newest first."""
+        return [rt for name in sorted(self._versions) for rt in sorted(self._versions[name], key=lambda r: -r.version_number)]
+
+    def versions_of(self, store_name: str) -> list[ModelRuntime]:
+        return list(self._versions.get(store_name, []))
+
+    @property
+    def runtimes(self) -> dict[str, ModelRuntime]:
+        """The version each model's unversioned requests go to, by store name."""
+        return {name: self._current(name) for name in sorted(self._versions)}
+
+    def _current(self, store_name: str) -> ModelRuntime:
+        chosen = versions.resolve(self._versions[store_name], self.labels.get(store_name, {}), None)
+        assert isinstance(chosen, ModelRuntime)
+        return chosen
 
     @property
     def ready(self) -> bool:
-        return bool(self.runtimes) and all(rt.ready for rt in self.runtimes.values())
+        return bool(self._versions) and all(rt.ready for rt in self.served())
 
     def load_all(self) -> None:
-        for rt in self.runtimes.values():
+        for rt in self.served():
             rt.load()
+
+    # ------------------------------------------------------------ lookup
 
     def names(self, task: str) -> list[str]:
         return sorted(rt.public_name for rt in self.runtimes.values() if rt.task == task)
@@ -231,37 +253,38 @@ class Registry:
     def get(self, task: str, name: str | None, version: str | None = None) -> ModelRuntime:
         """Runtime for a public name (``lstm``) or a store name (``mnist-lstm``) of the given task."""
         name = name or self.default_name(task)
-        rt = self._by_public.get((task, name)) or self.runtimes.get(name)
-        if rt is None or rt.task != task:
+        store_name = self._public.get((task, name)) or name
+        served = self._versions.get(store_name)
+        if not served or served[0].task != task:
             raise ModelNotFound(f"unknown {task} model {name[:100]!r}; available: {', '.join(self.names(task)) or 'none'}")
-        if version and version != rt.version:
-            raise VersionNotFound(f"model {rt.store_name} has no version {version[:100]!r}; serving {rt.version}")
+        return self._pick(store_name, version)
+
+    def find(self, name: str, version: str | None = None) -> ModelRuntime:
+        """A runtime by store name, else by public name (a classifier's, then a decoder's, then an encoder's)."""
+        if name not in self._versions:
+            name = next((self._public[(task, name)] for task in TASKS if (task, name) in self._public), name)
+        return self.by_store_name(name, version)
+
+    def by_store_name(self, store_name: str, version: str | None = None) -> ModelRuntime:
+        if store_name not in self._versions:
+            raise ModelNotFound(f"unknown model {store_name[:100]!r}; available: {', '.join(sorted(self._versions)) or 'none'}")
+        return self._pick(store_name, version)
+
+    def _pick(self, store_name: str, version: str | None) -> ModelRuntime:
+        served = self._versions[store_name]
+        labels = self.labels.get(store_name, {})
+        rt = versions.resolve(served, labels, version)
+        if rt is None:
+            numbers = ", ".join(str(v.version_number) for v in sorted(served, key=lambda r: -r.version_number))
+            named = f"; labels {', '.join(f'{k}={v}' for k, v in sorted(labels.items()))}" if labels else ""
+            raise VersionNotFound(f"model {store_name} has no version {str(version)[:100]!r}; serving {numbers}{named}")
+        assert isinstance(rt, ModelRuntime)
         if not rt.ready:
-            raise NotReady(f"model {rt.store_name} is still loading")
+            raise NotReady(f"model {store_name} version {rt.version_number} is still loading")
         return rt
 
-    def find(self, name: str) -> ModelRuntime:
-        """A ready runtime by store name, else by public name (a classifier's, then a decoder's, then an encoder's)."""
-        rt = self.runtimes.get(name)
-        if rt is None:
-            for task in TASKS:
-                rt = self._by_public.get((task, name))
-                if rt is not None:
-                    break
-        if rt is None:
-            raise ModelNotFound(f"unknown model {name[:100]!r}; available: {', '.join(sorted(self.runtimes)) or 'none'}")
-        return self.by_store_name(rt.store_name)
 
-    def by_store_name(self, store_name: str) -> ModelRuntime:
-        rt = self.runtimes.get(store_name)
-        if rt is None:
-            raise ModelNotFound(f"unknown model {store_name[:100]!r}; available: {', '.join(sorted(self.runtimes)) or 'none'}")
-        if not rt.ready:
-            raise NotReady(f"model {store_name} is still loading")
-        return rt
-
-
-def _available_providers() -> list[str]:
+def available_providers() -> list[str]:
     import onnxruntime as ort
 
     return ort.get_available_providers()

@@ -64,7 +64,10 @@ class DigitsService:
 
     @bentoml.on_startup
     async def start_grpc(self) -> None:
-        """Start the gRPC front on this worker's loop, and hear SIGTERM before the HTTP server drains."""
+        """Start the gRPC front and the model lifecycle (hot reload) on this worker's loop, and hear
+        SIGTERM before the HTTP server drains."""
+        if self.engine.lifecycle is not None:
+            self.engine.lifecycle.start()
         if SETTINGS.grpc_port:
             from .grpc_front import GrpcFront
 

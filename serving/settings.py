@@ -103,6 +103,20 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(f"must be true or false, got {raw!r}")
 
 
+def _parse_version_policy(raw: str) -> str:
+    from .versions import parse_policies
+
+    parse_policies(raw)
+    return raw.strip() or "latest"
+
+
+def _parse_version_labels(raw: str) -> str:
+    from .versions import parse_labels
+
+    parse_labels(raw)
+    return raw.strip()
+
+
 def _setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
     return field(default=default, metadata={"parse": parse, "help": help})
 
@@ -115,7 +129,24 @@ class Settings:
     http_port: int = _setting(3000, _int(0, 65535), "HTTP (BentoML) port")
     grpc_port: int = _setting(8500, _int(0, 65535), "gRPC port (TF-Serving PredictionService, health, reflection), shared by the workers (SO_REUSEPORT); 0 = no gRPC")
     models: tuple[str, ...] = _setting(
-        (), _parse_list, "comma-separated store names or tags to serve; empty = the latest version of every stored model"
+        (), _parse_list, "comma-separated store names or tags to serve, a fixed set (no policies, no reload); empty = what SERVING_VERSION_POLICY selects from the store"
+    )
+    version_policy: str = _setting(
+        "latest", _parse_version_policy,
+        "versions served per model: latest, 'latest N', 'specific V1,V2' or all; one for every model, or 'model=policy' entries separated by ';' (see serving/versions.py)",
+    )
+    version_labels: str = _setting(
+        "", _parse_version_labels, "labels naming versions, e.g. 'mnist-lstm:stable=1795541821,canary=1795600000'; unversioned requests go to 'stable' when set"
+    )
+    model_poll_s: float = _setting(30.0, _float(0.0), "seconds between looks at the model store for new versions to load; 0 = load once at start-up")
+    retire_grace_s: float = _setting(
+        5.0, _float(0.0), "seconds an unselected version keeps serving requests that already chose it, before its queue is finished and it is unloaded"
+    )
+    model_control: bool = _setting(
+        False, _parse_bool, "enable the model control API (POST /v2/repository/..., label changes): it changes what is served"
+    )
+    state_dir: str | None = _setting(
+        None, _parse_optional_str, "directory the workers share for control and per-worker state; empty = a temp dir named after the server process"
     )
     default_classifier: str | None = _setting(
         None, _parse_optional_str, "classifier used when a request names none; empty = best stored test_accuracy"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.errors import InvalidInput, PayloadTooLarge, VersionNotFound
+from contract.errors import InvalidInput, PayloadTooLarge
 
 from . import codec
 from .engine import Engine
@@ -26,7 +26,7 @@ from .runtime import ModelRuntime
 SERVER_NAME = "digits"
 PLATFORM = "onnxruntime_onnx"
 # Extensions of the protocol this server implements (Triton's names, as ServerMetadata lists them).
-EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration")
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository")
 
 # v2 datatype -> numpy dtype (little-endian, as the binary extension and raw contents are).
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -68,26 +68,22 @@ def server_metadata() -> dict[str, Any]:
 def find_model(engine: Engine, name: str, version: str | None) -> ModelRuntime:
     """A served model by store name (``mnist-lstm``) or public name (``lstm``, ``vae2`` = the decoder).
 
-    ``version`` may be the model's version number (``/v1/models``' ``version_number``, what
-    ``versions`` lists) or its store tag; empty means the served version.
+    ``version`` may be a version number (what ``versions`` lists), a store tag or a label;
+    empty means the ``stable`` label when set, else the newest served version.
     """
-    rt = engine.registry.find(name)
-    if version and version not in (str(rt.version_number), rt.version):
-        raise VersionNotFound(
-            f"model {rt.store_name} has no version {version[:100]!r}; serving version {rt.version_number}"
-        )
-    return rt
+    return engine.registry.find(name, version or None)
 
 
 def _tensor_metadata(spec: dict[str, Any]) -> dict[str, Any]:
     return {"name": spec["name"], "datatype": datatype_of(np.dtype(spec["dtype"])), "shape": list(spec["shape"])}
 
 
-def model_metadata(rt: ModelRuntime) -> dict[str, Any]:
-    """The protocol's model metadata: name, versions, platform, input and output tensors."""
+def model_metadata(engine: Engine, rt: ModelRuntime) -> dict[str, Any]:
+    """The protocol's model metadata: name, served versions (newest first), platform, input and output tensors."""
+    served = sorted({v.version_number for v in engine.registry.versions_of(rt.store_name)} | {rt.version_number}, reverse=True)
     return {
         "name": rt.store_name,
-        "versions": [str(rt.version_number)],
+        "versions": [str(n) for n in served],
         "platform": PLATFORM,
         "inputs": [_tensor_metadata(s) for s in rt.signature["inputs"]],
         "outputs": [_tensor_metadata(s) for s in rt.signature["outputs"]],

@@ -13,13 +13,14 @@ from typing import Any
 import grpc
 import numpy as np
 
-from contract.errors import InvalidInput, Unimplemented
+from contract.errors import Forbidden, InvalidInput, Unimplemented
 from contract.protos.inference import grpc_service_pb2 as pb
 from contract.protos.inference import model_config_pb2
 
 from . import v2
 from .engine import Engine
 from .grpc_front import guarded_handler, unimplemented_handler
+from .lifecycle import Lifecycle
 
 SERVICE = "inference.GRPCInferenceService"
 
@@ -51,7 +52,7 @@ class InferenceServicer:
         return pb.ServerMetadataResponse(**v2.server_metadata())
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext) -> Any:
-        meta = v2.model_metadata(v2.find_model(self.engine, request.name, request.version))
+        meta = v2.model_metadata(self.engine, v2.find_model(self.engine, request.name, request.version))
         return pb.ModelMetadataResponse(
             name=meta["name"],
             versions=meta["versions"],
@@ -103,12 +104,33 @@ class InferenceServicer:
             response.raw_output_contents.append(v2.raw_bytes(datatype, arr))
         return response
 
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> Any:
+        rows = self._lifecycle().repository_index()
+        if request.ready:
+            rows = [r for r in rows if r["state"] == "READY"]
+        return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r) for r in rows])
+
+    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._lifecycle().load(request.model_name, _version_parameter(request.parameters))
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._lifecycle().unload(request.model_name, _version_parameter(request.parameters))
+        return pb.RepositoryModelUnloadResponse()
+
+    def _lifecycle(self) -> Lifecycle:
+        if self.engine.lifecycle is None:
+            raise Forbidden("this server has a fixed set of models; there is no model repository control")
+        return self.engine.lifecycle
+
     def handlers(self) -> grpc.GenericRpcHandler:
         """Method handlers: requests parsed here (undecodable bytes are INVALID_ARGUMENT); the rest UNIMPLEMENTED."""
         implemented = {
             "ServerLive": pb.ServerLiveRequest, "ServerReady": pb.ServerReadyRequest, "ModelReady": pb.ModelReadyRequest,
             "ServerMetadata": pb.ServerMetadataRequest, "ModelMetadata": pb.ModelMetadataRequest,
             "ModelConfig": pb.ModelConfigRequest, "ModelInfer": pb.ModelInferRequest,
+            "RepositoryIndex": pb.RepositoryIndexRequest, "RepositoryModelLoad": pb.RepositoryModelLoadRequest,
+            "RepositoryModelUnload": pb.RepositoryModelUnloadRequest,
         }
         table = {name: guarded_handler(getattr(self, name), cls) for name, cls in implemented.items()}
         service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
@@ -118,6 +140,17 @@ class InferenceServicer:
                     Unimplemented(f"{method.name} is not offered by this server (see ServerMetadata extensions)")
                 )
         return grpc.method_handlers_generic_handler(SERVICE, table)
+
+
+def _version_parameter(parameters: Any) -> str:
+    """The ``version`` parameter of a load/unload request (our extension: one version), else ""."""
+    if "version" not in parameters:
+        return ""
+    value = parameters["version"]
+    which = value.WhichOneof("parameter_choice")
+    if which not in ("string_param", "int64_param"):
+        raise InvalidInput("parameters.version must be a version number or tag")
+    return str(getattr(value, which))
 
 
 def _requested(out: Any) -> v2.Output:

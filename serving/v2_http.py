@@ -19,11 +19,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
-from contract.errors import InvalidInput, ServingError, error_message, http_status
+from contract.errors import Forbidden, InvalidInput, ServingError, error_message, http_status
 
 from . import v2
 from .engine import Engine
 from .http_front import JSON, RETRY_AFTER_S, current_engine, invalid_request, until_disconnect
+from .lifecycle import Lifecycle
 from .runtime import ModelRuntime
 
 logger = logging.getLogger("serving.v2")
@@ -117,7 +118,7 @@ def _model(name: str, version: str | None) -> tuple[Engine, ModelRuntime]:
 @api.get("/models/{name}", summary="Model metadata: versions, platform, input and output tensors")
 @api.get("/models/{name}/versions/{version}", summary="Model metadata of one version")
 async def model_metadata(name: str, version: str | None = None) -> Response:
-    return JSON(v2.model_metadata(_model(name, version)[1]))
+    return JSON(v2.model_metadata(*_model(name, version)))
 
 
 @api.get("/models/{name}/ready", summary="Model readiness: 200 when ready")
@@ -132,6 +133,49 @@ async def model_ready(name: str, version: str | None = None) -> Response:
 async def model_config(name: str, version: str | None = None) -> Response:
     engine, rt = _model(name, version)
     return JSON(v2.model_config(rt, v2.row_limit(engine, rt)))
+
+
+# ---------------------------------------------------------------- model repository (Triton's extension)
+
+
+class RepositoryRequest(BaseModel):
+    parameters: dict[str, Any] | None = None
+
+
+def _lifecycle(engine: Engine) -> Lifecycle:
+    if engine.lifecycle is None:
+        raise Forbidden("this server has a fixed set of models; there is no model repository control")
+    return engine.lifecycle
+
+
+def _version_parameter(body: RepositoryRequest | None) -> str:
+    version = (body.parameters or {}).get("version", "") if body else ""
+    if not isinstance(version, (str, int)) or isinstance(version, bool):
+        raise InvalidInput("parameters.version must be a version number or tag")
+    return str(version)
+
+
+@api.post("/repository/index", summary="Every stored model version and its state here: READY, LOADING or UNAVAILABLE (why)")
+async def repository_index() -> Response:
+    return JSON(_lifecycle(current_engine()).repository_index())
+
+
+@api.post(
+    "/repository/models/{name}/load",
+    summary="Serve a model (parameters.version: one version) now, on every worker; needs SERVING_MODEL_CONTROL",
+)
+async def repository_load(name: str, body: RepositoryRequest | None = None) -> Response:
+    await _lifecycle(current_engine()).load(name, _version_parameter(body))
+    return JSON({})
+
+
+@api.post(
+    "/repository/models/{name}/unload",
+    summary="Stop serving a model (parameters.version: one version), on every worker; needs SERVING_MODEL_CONTROL",
+)
+async def repository_unload(name: str, body: RepositoryRequest | None = None) -> Response:
+    await _lifecycle(current_engine()).unload(name, _version_parameter(body))
+    return JSON({})
 
 
 # ---------------------------------------------------------------- infer

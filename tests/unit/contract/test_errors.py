@@ -46,6 +46,7 @@ def test_every_table_row_names_a_real_grpc_code_and_agrees_with_http():
         "INVALID_ARGUMENT": 4,
         "NOT_FOUND": 4,
         "RESOURCE_EXHAUSTED": 4,
+        "PERMISSION_DENIED": 4,
         "UNIMPLEMENTED": 5,
         "UNAVAILABLE": 5,
         "INTERNAL": 5,
