@@ -3,7 +3,7 @@
     python -m deploy bento [--gpu] [--models TAG,...]      bentoml build (no Docker needed)
     python -m deploy container [--gpu] [--bento TAG]       bentoml containerize (needs a Docker engine)
     python -m deploy check [--gpu] [--bento TAG]           inspect a built Bento + hadolint its Dockerfile
-    python -m deploy k8s [--gpu] [--validate]              render deploy/k8s (kustomize subset) / validate it
+    python -m deploy k8s [--gpu] [--validate]              render deploy/k8s (kubectl kustomize) / validate it
 
 The CPU variant (bentofile.cpu.yaml) is the default; ``--gpu`` selects bentofile.yaml
 (CUDA 13 + cuDNN 9). Models come from the store at ``$BENTOML_HOME``. See docs/deploy.md.
@@ -91,7 +91,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_k8s(args: argparse.Namespace) -> int:
     from deploy import manifests
 
-    objects = manifests.render(manifests.KUSTOMIZATIONS[_variant(args)])
+    try:
+        objects = manifests.render(manifests.KUSTOMIZATIONS[_variant(args)])
+    except manifests.ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     if not args.validate:
         sys.stdout.write(manifests.to_yaml(objects))
         return 0
@@ -133,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true", help="machine-readable report")
     k.set_defaults(run=cmd_check)
 
-    m = add("k8s", "print the rendered Kubernetes manifests (deploy/k8s), or validate them against the API schemas")
+    m = add("k8s", "print the rendered Kubernetes manifests (deploy/k8s, kubectl kustomize), or validate them")
     m.add_argument("--validate", action="store_true", help="validate instead of printing; exit 1 on errors")
     m.set_defaults(run=cmd_k8s)
     return parser
