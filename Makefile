@@ -21,7 +21,7 @@ export KSERVE_VENV
 .PHONY: help venv kserve-venv test test-unit models quick-models serve loadtest bench bento container deploy-check k8s-validate export-triton export-tfserving clean
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
