@@ -68,8 +68,8 @@ container: $(STAMP) ## bentoml containerize the last bento (needs a Docker engin
 deploy-check: $(STAMP) ## check the last bento: contents, Dockerfile, hadolint (GPU=1 for the CUDA one)
 	$(PY) -m deploy check $(if $(GPU),--gpu)
 
-k8s-validate: $(STAMP) ## validate deploy/k8s (CPU and GPU) against the Kubernetes API schemas
-	$(PY) -m deploy k8s --validate && $(PY) -m deploy k8s --validate --gpu
+k8s-validate: $(STAMP) ## render every deploy/k8s variant (kubectl kustomize) and validate it: Kubernetes API schemas, KServe/KEDA CRD schemas
+	$(PY) -m deploy k8s --validate --all
 
 export-triton: $(STAMP) ## the stored models as a Triton model repository in exports/triton
 	$(PY) -m training export --model all --layout triton --out exports/triton

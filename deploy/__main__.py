@@ -3,10 +3,11 @@
     python -m deploy bento [--gpu] [--models TAG,...]      bentoml build (no Docker needed)
     python -m deploy container [--gpu] [--bento TAG]       bentoml containerize (needs a Docker engine)
     python -m deploy check [--gpu] [--bento TAG]           inspect a built Bento + hadolint its Dockerfile
-    python -m deploy k8s [--gpu] [--validate]              render deploy/k8s (kubectl kustomize) / validate it
+    python -m deploy k8s [VARIANT ...|--all] [--validate]  render deploy/k8s (kubectl kustomize) / validate it
 
 The CPU variant (bentofile.cpu.yaml) is the default; ``--gpu`` selects bentofile.yaml
-(CUDA 13 + cuDNN 9). Models come from the store at ``$BENTOML_HOME``. See docs/deploy.md.
+(CUDA 13 + cuDNN 9). Models come from the store at ``$BENTOML_HOME``. Kubernetes variants:
+cpu, gpu (``--gpu``), keda, gpu-keda, kserve, kserve-gpu (deploy/manifests.py). See docs/deploy.md.
 """
 from __future__ import annotations
 
@@ -91,21 +92,38 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_k8s(args: argparse.Namespace) -> int:
     from deploy import manifests
 
+    variants = list(manifests.KUSTOMIZATIONS) if args.all else args.variants or [_variant(args)]
+    unknown = [v for v in variants if v not in manifests.KUSTOMIZATIONS]
+    if unknown:
+        print(f"error: unknown variant(s) {unknown}; choose from {list(manifests.KUSTOMIZATIONS)}", file=sys.stderr)
+        return 2
+    if args.gpu and args.variants:
+        print("error: --gpu names the gpu variant; pass either --gpu or variant names", file=sys.stderr)
+        return 2
+    if not args.validate and len(variants) != 1:
+        print("error: the variants are alternatives; print one at a time (or --validate them all)", file=sys.stderr)
+        return 2
     try:
-        objects = manifests.render(manifests.KUSTOMIZATIONS[_variant(args)])
+        rendered = {v: manifests.render(manifests.KUSTOMIZATIONS[v]) for v in variants}
     except manifests.ManifestError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     if not args.validate:
-        sys.stdout.write(manifests.to_yaml(objects))
+        sys.stdout.write(manifests.to_yaml(rendered[variants[0]]))
         return 0
-    errors = manifests.validate(objects)
-    for error in errors:
-        print(f"FAIL {error}")
-    if not errors:
-        kinds = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
-        print(f"ok: {kinds} valid for Kubernetes {', '.join(manifests.KUBERNETES_VERSIONS)}")
-    return 1 if errors else 0
+    failed = False
+    for variant, objects in rendered.items():
+        errors = manifests.validate(objects)
+        for error in errors:
+            print(f"FAIL {variant}: {error}")
+        if not errors:
+            kinds = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+            print(f"ok {variant}: {kinds}")
+        failed = failed or bool(errors)
+    if not failed:
+        print(f"(Kubernetes kinds checked for {', '.join(manifests.KUBERNETES_VERSIONS)}; KServe and KEDA "
+              "against their vendored CRD schemas, deploy/schemas)")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(run=cmd_check)
 
     m = add("k8s", "print the rendered Kubernetes manifests (deploy/k8s, kubectl kustomize), or validate them")
-    m.add_argument("--validate", action="store_true", help="validate instead of printing; exit 1 on errors")
+    m.add_argument("variants", nargs="*", metavar="VARIANT",
+                   help="cpu (default), gpu, keda, gpu-keda, kserve, kserve-gpu")
+    m.add_argument("--all", action="store_true", help="every variant")
+    m.add_argument("--validate", action="store_true",
+                   help="validate instead of printing (Kubernetes API schemas, CRD schemas); exit 1 on errors")
     m.set_defaults(run=cmd_k8s)
     return parser
 

@@ -3,8 +3,9 @@ validate every object it produces.
 
 ``render`` runs ``kubectl kustomize DIR`` (kustomize >= 5 built into kubectl) and parses its YAML
 stream, so what the tests validate is what ``kubectl apply -k DIR`` sends. ``validate`` checks
-every rendered object against the Kubernetes OpenAPI schemas that ``kubernetes-validate``
-bundles, in strict mode (unknown fields are errors).
+Kubernetes kinds against the OpenAPI schemas that ``kubernetes-validate`` bundles, and custom
+resources (KServe, KEDA) against their CRDs' schemas vendored in ``deploy/schemas``
+(``deploy/crds.py``), strictly in both cases: unknown fields are errors.
 """
 from __future__ import annotations
 
@@ -18,12 +19,21 @@ from typing import Any
 
 import yaml
 
+from deploy import crds
+
 K8S_DIR = Path(__file__).resolve().parent / "k8s"
-KUSTOMIZATIONS = {"cpu": K8S_DIR / "base", "gpu": K8S_DIR / "overlays" / "gpu"}
+KUSTOMIZATIONS = {
+    "cpu": K8S_DIR / "base",
+    "gpu": K8S_DIR / "overlays" / "gpu",
+    "keda": K8S_DIR / "overlays" / "keda",
+    "gpu-keda": K8S_DIR / "overlays" / "gpu-keda",
+    "kserve": K8S_DIR / "kserve" / "base",
+    "kserve-gpu": K8S_DIR / "kserve" / "overlays" / "gpu",
+}
 # The oldest and the newest Kubernetes minor version the manifests must be valid for.
 KUBERNETES_VERSIONS = ("1.30", "1.37")
-# `labels` and JSON 6902 patches with targets are older, but the manifests are rendered and tested
-# with kustomize 5; Debian's own kubernetes-client (kubectl 1.20, kustomize 2) cannot render them.
+# Components, `labels` and JSON 6902 patches with targets are older, but the manifests are rendered
+# and tested with kustomize 5; Debian's own kubernetes-client (kubectl 1.20, kustomize 2) cannot.
 MIN_KUSTOMIZE = (5, 0)
 INSTALL_HINT = (
     "install kubectl >= 1.27 (it embeds kustomize 5): `apt-get install kubectl` from the Kubernetes "
@@ -64,12 +74,16 @@ def render(directory: Path) -> list[dict[str, Any]]:
 
 
 def validate(objects: list[dict[str, Any]], versions: tuple[str, ...] = KUBERNETES_VERSIONS) -> list[str]:
-    """Schema errors (empty when valid), one line per object and Kubernetes version."""
+    """Schema errors (empty when valid), one line per object and error (and Kubernetes version, for Kubernetes kinds)."""
     import kubernetes_validate
 
     errors = []
     for obj in objects:
         name = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+        vendored = crds.SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")))
+        if vendored is not None:
+            errors += [f"{name} ({vendored.source} CRD): {error}" for error in crds.validate(obj)]
+            continue
         for version in versions:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)

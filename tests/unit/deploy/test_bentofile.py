@@ -112,6 +112,7 @@ def test_cli_parses_the_makefile_invocations() -> None:
     assert parser.parse_args(["container"]).gpu is False
     assert parser.parse_args(["check", "--bento", "digits-cpu:abc", "--json"]).json is True
     assert parser.parse_args(["k8s", "--gpu", "--validate"]).validate is True
+    assert parser.parse_args(["k8s", "--validate", "--all"]).all is True  # make k8s-validate
 
 
 def test_k8s_cli_prints_applyable_yaml(capsys) -> None:
@@ -122,3 +123,16 @@ def test_k8s_cli_prints_applyable_yaml(capsys) -> None:
     # kubectl kustomize's order: ConfigMap first, then Service, Deployment, ...
     assert objects[0]["kind"] == "ConfigMap" and {"Service", "Deployment"} <= {o["kind"] for o in objects}
     assert json.dumps(objects)  # plain data, nothing YAML-specific
+    assert main(["k8s", "kserve-gpu"]) == 0
+    assert "kind: InferenceService" in capsys.readouterr().out
+
+
+def test_k8s_cli_validates_every_variant_and_refuses_unknown_ones(capsys) -> None:
+    from deploy import manifests
+    from deploy.__main__ import main
+
+    assert main(["k8s", "--all", "--validate"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"ok {variant}:" in out for variant in manifests.KUSTOMIZATIONS), out
+    assert main(["k8s", "nope"]) == 2
+    assert main(["k8s", "cpu", "gpu"]) == 2  # printing: one variant at a time
