@@ -148,8 +148,17 @@ def _lifecycle(engine: Engine) -> Lifecycle:
     return engine.lifecycle
 
 
-def _version_parameter(body: RepositoryRequest | None) -> str:
-    version = (body.parameters or {}).get("version", "") if body else ""
+async def _version_parameter(request: Request) -> str:
+    """``parameters.version`` of a load/unload body (our extension: one version); an empty body is fine.
+    Parsed here rather than by FastAPI: Triton's clients send JSON without a JSON content type."""
+    raw = await request.body()
+    try:
+        body = RepositoryRequest.model_validate(orjson.loads(raw)) if raw.strip() else RepositoryRequest()
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"the request is not valid JSON ({str(e)[:200]})") from None
+    except ValidationError as e:
+        raise invalid_request(e.errors()) from None
+    version = (body.parameters or {}).get("version", "")
     if not isinstance(version, (str, int)) or isinstance(version, bool):
         raise InvalidInput("parameters.version must be a version number or tag")
     return str(version)
@@ -164,8 +173,8 @@ async def repository_index() -> Response:
     "/repository/models/{name}/load",
     summary="Serve a model (parameters.version: one version) now, on every worker; needs SERVING_MODEL_CONTROL",
 )
-async def repository_load(name: str, body: RepositoryRequest | None = None) -> Response:
-    await _lifecycle(current_engine()).load(name, _version_parameter(body))
+async def repository_load(name: str, request: Request) -> Response:
+    await _lifecycle(current_engine()).load(name, await _version_parameter(request))
     return JSON({})
 
 
@@ -173,8 +182,8 @@ async def repository_load(name: str, body: RepositoryRequest | None = None) -> R
     "/repository/models/{name}/unload",
     summary="Stop serving a model (parameters.version: one version), on every worker; needs SERVING_MODEL_CONTROL",
 )
-async def repository_unload(name: str, body: RepositoryRequest | None = None) -> Response:
-    await _lifecycle(current_engine()).unload(name, _version_parameter(body))
+async def repository_unload(name: str, request: Request) -> Response:
+    await _lifecycle(current_engine()).unload(name, await _version_parameter(request))
     return JSON({})
 
 
