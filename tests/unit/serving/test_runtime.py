@@ -106,3 +106,28 @@ def test_registry_names_defaults_and_readiness(tmp_path):
     with pytest.raises(VersionNotFound):
         registry.get("classification", "a", version="v9")
     assert Registry([a, b], default_classifier="a").default_name("classification") == "a"
+
+
+def test_registry_serves_versions_side_by_side_with_labels(tmp_path):
+    import dataclasses
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = dataclasses.replace(make_runtime(tmp_path / "old", "mnist-a", 0.9, 0), version="v1", created=100.0)
+    new = dataclasses.replace(make_runtime(tmp_path / "new", "mnist-a", 0.9, 1), version="v2", created=200.0)
+    registry = Registry([old, new])
+    registry.load_all()
+    assert registry.get("classification", "a") is new  # newest
+    assert registry.get("classification", "a", "100") is old and registry.get("classification", "a", "v1") is old
+    assert [rt.version for rt in registry.served()] == ["v2", "v1"]
+    registry.labels = {"mnist-a": {"stable": "100"}}
+    assert registry.get("classification", "a") is old and registry.runtimes["mnist-a"] is old
+    assert registry.by_store_name("mnist-a", "stable") is old
+    with pytest.raises(VersionNotFound, match="serving 200, 100; labels stable=100"):
+        registry.get("classification", "a", "canary")
+    registry.remove(old)
+    assert registry.get("classification", "a") is new  # the label names nothing served
+    registry.remove(new)
+    with pytest.raises(ModelNotFound):
+        registry.get("classification", "a")
+    assert not registry.ready
