@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .base import CLASSIFIERS, DEFAULT_CLASSIFIER, DEFAULT_GENERATOR, GENERATORS, Client, Prediction
+from .base import Client, Prediction
 from .errors import (
     ClientError,
     DeadlineExceededError,
@@ -27,10 +27,6 @@ if TYPE_CHECKING:
     from .grpc import GRPCClient
 
 __all__ = [
-    "CLASSIFIERS",
-    "GENERATORS",
-    "DEFAULT_CLASSIFIER",
-    "DEFAULT_GENERATOR",
     "Client",
     "Prediction",
     "HTTPClient",

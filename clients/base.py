@@ -20,10 +20,6 @@ from .errors import (
 )
 
 __all__ = [
-    "CLASSIFIERS",
-    "GENERATORS",
-    "DEFAULT_CLASSIFIER",
-    "DEFAULT_GENERATOR",
     "Client",
     "Prediction",
     "ClientError",
@@ -33,12 +29,6 @@ __all__ = [
     "ServerError",
     "UnavailableError",
 ]
-
-# Public model names (docs/CONTRACTS.md); the server maps them to store names.
-CLASSIFIERS = ("lstm", "stacked-lstm", "simple-rnn-cell", "lstm-cell", "dense-rnn", "gated-rnn", "custom-lstm")
-GENERATORS = ("vae2", "vae4")
-DEFAULT_CLASSIFIER = "lstm"
-DEFAULT_GENERATOR = "vae2"
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
@@ -102,17 +92,17 @@ class Client(abc.ABC):
         """Class probabilities (N x 10 float32) for many images, sent as binary arrays."""
 
     @abc.abstractmethod
-    def generate(self, z: Any, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+    def generate(self, z: Any, model: str | None = None) -> np.ndarray:
         """Decode latent points (N x latent_dim, or one point) into N x 28 x 28 float32 images."""
 
     @abc.abstractmethod
-    def sample(self, n: int, seed: int, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+    def sample(self, n: int, seed: int, model: str | None = None) -> np.ndarray:
         """Decode ``n`` standard-normal latent points drawn with ``seed``; N x 28 x 28 float32."""
 
     @abc.abstractmethod
     def manifold(
         self,
-        model: str = DEFAULT_GENERATOR,
+        model: str | None = None,
         n: int = 30,
         scale: float = 2.0,
         dims: Sequence[int] = (0, 1),
@@ -122,7 +112,9 @@ class Client(abc.ABC):
 
     @abc.abstractmethod
     def models(self) -> list[dict[str, Any]]:
-        """The served models: name, store_name, version, task, signature, ..."""
+        """What the server serves (classifiers and generators): name, store_name, version, task, signature,
+        default. Model arguments elsewhere take a ``name`` or a ``store_name`` from this list; None means
+        the server's default for the task."""
 
     @abc.abstractmethod
     def health(self) -> dict[str, bool]:

@@ -13,11 +13,8 @@ from typing import Any
 import numpy as np
 
 from .base import (
-    CLASSIFIERS,
-    DEFAULT_GENERATOR,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
-    GENERATORS,
     Client,
     top_k,
 )
@@ -142,24 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("classify", "classify image files or .npy arrays of 28 x 28 digits", CLASSIFY_EPILOG)
     p.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images or .npy arrays")
-    p.add_argument("--model", help=f"classifier ({', '.join(CLASSIFIERS)}); default: the server's choice")
+    p.add_argument("--model", help="a classifier the server serves (`digits-client models`); default: the server's choice")
     p.add_argument("--top", type=int, default=3, help="how many top probabilities to print")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = command("generate", "decode one latent point into a 28 x 28 image", GENERATE_EPILOG)
     p.add_argument("--z", nargs="+", type=float, required=True, metavar="Z", help="the latent point: latent_dim numbers")
-    p.add_argument("--model", default=DEFAULT_GENERATOR, help=f"generator ({', '.join(GENERATORS)})")
+    p.add_argument("--model", help="a generator the server serves (`digits-client models`); default: the server's choice")
     p.add_argument("-o", "--output", required=True, help="output .png (or .npy for the float array; - for stdout)")
 
     p = command("sample", "decode n random latent points (reproducible by seed) into a grid", SAMPLE_EPILOG)
     p.add_argument("-n", type=int, default=16, help="how many images")
     p.add_argument("--seed", type=int, default=0, help="random seed of the latent points")
-    p.add_argument("--model", default=DEFAULT_GENERATOR, help=f"generator ({', '.join(GENERATORS)})")
+    p.add_argument("--model", help="a generator the server serves (`digits-client models`); default: the server's choice")
     p.add_argument("--cols", type=int, default=None, help="grid columns (default: ceil(sqrt(n)))")
     p.add_argument("-o", "--output", required=True, help="output .png grid (or .npy for the N x 28 x 28 array; - for stdout)")
 
     p = command("manifold", "decode an n x n grid of the latent space into one PNG", MANIFOLD_EPILOG)
-    p.add_argument("--model", default=DEFAULT_GENERATOR, help=f"generator ({', '.join(GENERATORS)})")
+    p.add_argument("--model", help="a generator the server serves (`digits-client models`); default: the server's choice")
     p.add_argument("--n", type=int, default=30, help="grid side")
     p.add_argument("--scale", type=float, default=2.0, help="latent range [-scale, scale]")
     p.add_argument("--dims", nargs=2, type=int, default=[0, 1], metavar=("X", "Y"), help="the two latent dims varied")

@@ -1,7 +1,10 @@
 """The gRPC client: TensorFlow Serving's PredictionService plus the standard health service.
 
-The messages come from ``contract.protos`` (generated from TF Serving's protos, no TensorFlow),
-imported on the first RPC that needs them.
+Inference goes through ``Predict``; what the server serves (the catalog, public names, each task's
+default) comes from the server's Open Inference Protocol service on the same port
+(``RepositoryIndex`` and ``ModelConfig``), so nothing about the model catalog is hard-coded here.
+The messages come from ``contract.protos`` (generated from TF Serving's and Triton's protos, no
+TensorFlow), imported on the first RPC that needs them.
 """
 from __future__ import annotations
 
@@ -13,14 +16,10 @@ import grpc
 import numpy as np
 
 from .base import (
-    CLASSIFIERS,
     DEFAULT_BACKOFF,
-    DEFAULT_CLASSIFIER,
-    DEFAULT_GENERATOR,
     DEFAULT_MAX_BATCH_ROWS,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
-    GENERATORS,
     Client,
     PathOrBytes,
     Prediction,
@@ -57,27 +56,8 @@ _DTYPE_NAMES = {
 }
 
 
-def store_name(model: str, task: str) -> str:
-    """The store name serving a public model name for ``task`` ("classification" or "generation").
-
-    Names that already are store names (``mnist-...``, ``fashion-...``) pass through unchanged;
-    anything else raises NotFoundError, as the HTTP API answers 404 for it.
-    """
-    names, prefix, suffix = (CLASSIFIERS, "mnist-", "") if task == "classification" else (GENERATORS, "fashion-", "-decoder")
-    if model in names:
-        return f"{prefix}{model}{suffix}"
-    if model.startswith(("mnist-", "fashion-")):
-        return model
-    raise NotFoundError(f"unknown {task} model {model!r}; expected one of {', '.join(names)}")
-
-
-def public_name(store: str) -> str:
-    """The public name of a store name (``mnist-lstm`` -> ``lstm``, ``fashion-vae2-decoder`` -> ``vae2``)."""
-    if store.startswith("mnist-"):
-        return store[len("mnist-") :]
-    if store.startswith("fashion-"):
-        return store[len("fashion-") :].removesuffix("-decoder").removesuffix("-encoder")
-    return store
+# The tasks the client's methods serve (the server also has encoders, which this client does not call).
+TASKS = ("classification", "generation")
 
 
 def _spec_version(spec: Any) -> str:
@@ -118,9 +98,10 @@ def _local_error(e: Exception) -> ClientError:
 
 
 class GRPCClient(Client):
-    """Client for the TF-Serving-compatible gRPC API; model arguments are public names (``lstm``, ``vae2``).
+    """Client for the TF-Serving-compatible gRPC API; model arguments are public names (``lstm``, ``vae2``)
+    or store names, as :meth:`models` lists them.
 
-    Without a model, classification uses ``lstm`` and generation ``vae2``. Inputs are split
+    Without a model, each task uses the server's default (what :meth:`models` marks). Inputs are split
     into Predict calls of at most ``max_batch_rows`` rows that fit ``max_message_bytes`` both
     ways. ``Prediction.version`` is TF Serving's numeric version (``version_number`` in
     ``GET /v1/models``). ``sleep`` exists for tests (a fake clock).
@@ -155,7 +136,9 @@ class GRPCClient(Client):
             ],
         )
         self._prediction_stub: Any = None
+        self._inference_stub: Any = None
         self._signatures: dict[str, dict[str, Any]] = {}
+        self._catalog: list[dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"GRPCClient({self.target!r})"
@@ -171,6 +154,13 @@ class GRPCClient(Client):
 
             self._prediction_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         return self._prediction_stub
+
+    def _v2(self) -> Any:
+        if self._inference_stub is None:
+            from contract.protos.inference import grpc_service_pb2_grpc
+
+            self._inference_stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        return self._inference_stub
 
     def _call(self, method: Callable[..., Any], request: Any) -> Any:
         def once() -> Any:
@@ -235,10 +225,9 @@ class GRPCClient(Client):
     # -- classification --------------------------------------------------------------------
 
     def _classify(self, images: Any, model: str | None) -> tuple[np.ndarray, str, str]:
-        name = DEFAULT_CLASSIFIER if model is None else model
-        store = store_name(name, "classification")
-        probs, version = self._predict(store, CLASSIFIER_INPUT, unit_float(image_batch(images)), CLASSIFIER_OUTPUT)
-        return probs.astype(np.float32, copy=False), public_name(store), version
+        entry = self._entry(model, "classification")
+        probs, version = self._predict(entry["store_name"], CLASSIFIER_INPUT, unit_float(image_batch(images)), CLASSIFIER_OUTPUT)
+        return probs.astype(np.float32, copy=False), entry["name"], version
 
     def classify(self, images: Any, model: str | None = None) -> list[Prediction]:
         probs, name, version = self._classify(images, model)
@@ -264,8 +253,8 @@ class GRPCClient(Client):
 
     # -- generation ------------------------------------------------------------------------
 
-    def _decode(self, z: np.ndarray, model: str) -> np.ndarray:
-        store = store_name(model, "generation")
+    def _decode(self, z: np.ndarray, model: str | None) -> np.ndarray:
+        store = self._entry(model, "generation")["store_name"]
         signature = self._signature(store)
         images, _version = self._predict(
             store, DECODER_INPUT, z, DECODER_OUTPUT, _row_bytes(signature, DECODER_OUTPUT, "outputs")
@@ -274,17 +263,17 @@ class GRPCClient(Client):
             images = images[..., 0]
         return images.astype(np.float32, copy=False)
 
-    def _latent_dim(self, model: str) -> int:
-        signature = self._signature(store_name(model, "generation"))
+    def _latent_dim(self, model: str | None) -> int:
+        signature = self._signature(self._entry(model, "generation")["store_name"])
         for tensor in signature["inputs"]:
             if tensor["name"] == DECODER_INPUT and tensor["shape"] and len(tensor["shape"]) == 2:
                 return int(tensor["shape"][1])
         raise ServerError(f"the signature of {model!r} does not give the size of its {DECODER_INPUT!r} input")
 
-    def generate(self, z: Any, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+    def generate(self, z: Any, model: str | None = None) -> np.ndarray:
         return self._decode(latent_batch(z), model)
 
-    def sample(self, n: int, seed: int, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+    def sample(self, n: int, seed: int, model: str | None = None) -> np.ndarray:
         from contract.errors import ServingError
         from contract.images import sample_latent
 
@@ -296,7 +285,7 @@ class GRPCClient(Client):
 
     def manifold(
         self,
-        model: str = DEFAULT_GENERATOR,
+        model: str | None = None,
         n: int = 30,
         scale: float = 2.0,
         dims: Sequence[int] = (0, 1),
@@ -314,29 +303,47 @@ class GRPCClient(Client):
     # -- discovery -------------------------------------------------------------------------
 
     def models(self) -> list[dict[str, Any]]:
+        """The served classifiers and generators, from the server's repository index and model configs
+        (the v2 service on the same port), with the signature ``GetModelMetadata`` gives."""
+        from contract.protos.inference import grpc_service_pb2 as v2
+
+        index = self._call(self._v2().RepositoryIndex, v2.RepositoryIndexRequest(ready=True))
         found = []
-        for names, task in ((CLASSIFIERS, "classification"), (GENERATORS, "generation")):
-            for name in names:
-                store = store_name(name, task)
-                self._signatures.pop(store, None)  # a listing should show the versions served now
-                try:
-                    signature = dict(self._signature(store))
-                except NotFoundError:
-                    continue
-                version = signature.pop("version")
-                found.append(
-                    {
-                        "name": name,
-                        "store_name": store,
-                        "version": version,
-                        "version_number": int(version) if version.isdigit() else None,
-                        "task": task,
-                        "signature": signature,
-                        # The gRPC API has no server-side default; these are this client's.
-                        "default": name in (DEFAULT_CLASSIFIER, DEFAULT_GENERATOR),
-                    }
-                )
+        for store in sorted({m.name for m in index.models}):
+            config = self._call(self._v2().ModelConfig, v2.ModelConfigRequest(name=store)).config
+            params = {key: value.string_value for key, value in config.parameters.items()}
+            if params.get("task") not in TASKS:
+                continue
+            self._signatures.pop(store, None)  # a listing should show the versions served now
+            signature = dict(self._signature(store))
+            version = signature.pop("version")
+            found.append(
+                {
+                    "name": params.get("public_name") or store,
+                    "store_name": store,
+                    "version": version,
+                    "version_number": int(version) if version.isdigit() else None,
+                    "task": params["task"],
+                    "signature": signature,
+                    "default": params.get("default") == "true",
+                }
+            )
+        self._catalog = found
         return found
+
+    def _entry(self, model: str | None, task: str) -> dict[str, Any]:
+        """The catalog entry a model argument means: its public or store name, or the task's default.
+        A name the catalog lacks goes to the server as it is: the server answers for it (NOT_FOUND)."""
+        for refresh in (False, True):
+            if self._catalog is None or refresh:
+                self.models()
+            assert self._catalog is not None
+            for entry in self._catalog:
+                if entry["task"] == task and (entry["default"] if model is None else model in (entry["name"], entry["store_name"])):
+                    return entry
+        if model is not None:
+            return {"name": model, "store_name": model, "task": task}
+        raise NotFoundError(f"the server has no default {task} model")
 
     def health(self) -> dict[str, bool]:
         from grpc_health.v1 import health_pb2, health_pb2_grpc

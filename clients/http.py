@@ -12,7 +12,6 @@ import numpy as np
 
 from .base import (
     DEFAULT_BACKOFF,
-    DEFAULT_GENERATOR,
     DEFAULT_MAX_BATCH_ROWS,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -166,29 +165,29 @@ class HTTPClient(Client):
         except (KeyError, TypeError, ValueError) as e:
             raise ServerError(f"unexpected generation answer: {e!r}") from e
 
-    def generate(self, z: Any, model: str = DEFAULT_GENERATOR) -> np.ndarray:
+    def generate(self, z: Any, model: str | None = None) -> np.ndarray:
         points = latent_batch(z)
         parts = [
             self._images(
-                self._json("POST", "/v1/generate", json={"model": model, "z": points[part].tolist(), "format": "array"})
+                self._json("POST", "/v1/generate", json=_with_model({"z": points[part].tolist(), "format": "array"}, model))
             )
             for part in chunks(len(points), self.max_batch_rows)
         ]
         return np.concatenate(parts)
 
-    def sample(self, n: int, seed: int, model: str = DEFAULT_GENERATOR) -> np.ndarray:
-        payload = {"model": model, "n": n, "seed": seed, "format": "array"}
+    def sample(self, n: int, seed: int, model: str | None = None) -> np.ndarray:
+        payload = _with_model({"n": n, "seed": seed, "format": "array"}, model)
         return self._images(self._json("POST", "/v1/generate/sample", json=payload))
 
     def manifold(
         self,
-        model: str = DEFAULT_GENERATOR,
+        model: str | None = None,
         n: int = 30,
         scale: float = 2.0,
         dims: Sequence[int] = (0, 1),
         fixed: Sequence[float] | None = None,
     ) -> bytes:
-        params: dict[str, Any] = {"model": model, "n": n, "scale": scale, "dims": ",".join(str(d) for d in dims)}
+        params = _with_model({"n": n, "scale": scale, "dims": ",".join(str(d) for d in dims)}, model)
         if fixed is not None:
             params["fixed"] = ",".join(repr(float(v)) for v in fixed)
         response = self._send("GET", "/v1/generate/manifold", params=params)
@@ -211,3 +210,8 @@ class HTTPClient(Client):
             return self._http.get(path).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+def _with_model(fields: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """Request fields plus ``model`` when one is named (none: the server's default for the task)."""
+    return fields if model is None else {**fields, "model": model}

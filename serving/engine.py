@@ -26,7 +26,7 @@ from . import versions
 from .batcher import Batcher
 from .lifecycle import Lifecycle
 from .metrics import EngineMetrics, engine_metrics
-from .runtime import ModelRuntime, Registry
+from .runtime import DEFAULT_TASKS, ModelRuntime, Registry
 from .settings import Settings
 
 logger = logging.getLogger("serving.engine")
@@ -200,7 +200,7 @@ class Engine:
     def describe_models(self) -> list[dict[str, Any]]:
         """Every served version: its description, whether unversioned requests go to it (``current``),
         whether it is its task's default model, and the labels that name it."""
-        defaults = {task: self._default_or_none(task) for task in ("classification", "generation")}
+        defaults = {task: self._default_or_none(task) for task in DEFAULT_TASKS}
         current = {rt.key for rt in self.registry.runtimes.values()}
         out = []
         for rt in self.registry.served():

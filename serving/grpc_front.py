@@ -93,7 +93,7 @@ class PredictionServicer:
                 raise InvalidInput(f"version_label must be a label such as 'stable', got {version[:100]!r}")
         else:
             version = None
-        return self.engine.by_store_name(model_spec.name, version)
+        return self.engine.registry.find(model_spec.name, version)
 
     def handlers(self) -> grpc.GenericRpcHandler:
         """The service's method handlers; requests are parsed here so undecodable bytes are INVALID_ARGUMENT."""

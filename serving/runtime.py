@@ -20,6 +20,8 @@ logger = logging.getLogger("serving.runtime")
 
 # Every task a stored model can have; public names are looked up in this order when a name is shared.
 TASKS = ("classification", "generation", "encoding")
+# Tasks whose requests may name no model (they go to the task's default): never the encoders.
+DEFAULT_TASKS = ("classification", "generation")
 
 PROVIDER_ALIASES = {
     "tensorrt": "TensorrtExecutionProvider",

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from contract.errors import InvalidInput, PayloadTooLarge
+from contract.errors import InvalidInput, PayloadTooLarge, ServingError
 
 from . import codec
 from .engine import Engine
-from .runtime import ModelRuntime
+from .runtime import DEFAULT_TASKS, ModelRuntime
 
 SERVER_NAME = "digits"
 PLATFORM = "onnxruntime_onnx"
@@ -90,26 +90,38 @@ def model_metadata(engine: Engine, rt: ModelRuntime) -> dict[str, Any]:
     }
 
 
-def model_config(rt: ModelRuntime, max_batch_size: int) -> dict[str, Any]:
+def model_config(engine: Engine, rt: ModelRuntime) -> dict[str, Any]:
     """Triton's model configuration (its JSON form): what ``perf_analyzer`` and ``model-analyzer`` read.
 
-    ``max_batch_size`` is the most rows one request may carry (Triton's meaning), not the batcher's merge size.
+    ``max_batch_size`` is the most rows one request may carry (Triton's meaning), not the batcher's
+    merge size. ``parameters`` say what the service knows of the model beyond tensors: its task,
+    public name, and whether it is its task's default (what clients use to list the catalog).
     """
 
     def tensors(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
-            {"name": s["name"], "data_type": "TYPE_" + ("STRING" if (d := datatype_of(np.dtype(s["dtype"]))) == BYTES else d), "dims": list(s["shape"][1:])}
+            {"name": s["name"], "data_type": "TYPE_" + datatype_of(np.dtype(s["dtype"])), "dims": list(s["shape"][1:])}
             for s in specs
         ]
 
+    try:  # requests that name no model go to a classifier or a decoder, never to an encoder
+        default = (
+            rt.task in DEFAULT_TASKS
+            and engine.registry.default_name(rt.task) == rt.public_name
+            and engine.registry.runtimes[rt.store_name] is rt
+        )
+    except ServingError:
+        default = False
+    parameters = {"task": rt.task, "public_name": rt.public_name, "default": "true" if default else "false"}
     return {
         "name": rt.store_name,
         "platform": PLATFORM,
         "backend": "onnxruntime",
-        "max_batch_size": max_batch_size,
+        "max_batch_size": row_limit(engine, rt),
         "input": tensors(rt.signature["inputs"]),
         "output": tensors(rt.signature["outputs"]),
         "dynamic_batching": {},
+        "parameters": {key: {"string_value": value} for key, value in parameters.items()},
     }
 
 

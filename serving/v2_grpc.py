@@ -63,7 +63,7 @@ class InferenceServicer:
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext) -> Any:
         rt = v2.find_model(self.engine, request.name, request.version)
-        config = v2.model_config(rt, v2.row_limit(self.engine, rt))
+        config = v2.model_config(self.engine, rt)
         message = model_config_pb2.ModelConfig(
             name=config["name"],
             platform=config["platform"],
@@ -72,6 +72,7 @@ class InferenceServicer:
             input=[model_config_pb2.ModelInput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["input"]],
             output=[model_config_pb2.ModelOutput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["output"]],
             dynamic_batching=model_config_pb2.ModelDynamicBatching(),
+            parameters={k: model_config_pb2.ModelParameter(string_value=v["string_value"]) for k, v in config["parameters"].items()},
         )
         return pb.ModelConfigResponse(config=message)
 

@@ -132,7 +132,7 @@ async def model_ready(name: str, version: str | None = None) -> Response:
 @api.get("/models/{name}/versions/{version}/config", summary="Triton model configuration of one version")
 async def model_config(name: str, version: str | None = None) -> Response:
     engine, rt = _model(name, version)
-    return JSON(v2.model_config(rt, v2.row_limit(engine, rt)))
+    return JSON(v2.model_config(engine, rt))
 
 
 # ---------------------------------------------------------------- model repository (Triton's extension)

@@ -60,15 +60,15 @@ class FakeClient(Client):
         self._record("classify_bulk", np.asarray(images).shape, model)
         return np.stack([SEVEN, np.roll(SEVEN, -6)])[: len(images)]
 
-    def generate(self, z: Any, model: str = "vae2") -> np.ndarray:
+    def generate(self, z: Any, model: str | None = None) -> np.ndarray:
         self._record("generate", np.asarray(z).tolist(), model)
         return np.full((len(z), 28, 28), 0.5, np.float32)
 
-    def sample(self, n: int, seed: int, model: str = "vae2") -> np.ndarray:
+    def sample(self, n: int, seed: int, model: str | None = None) -> np.ndarray:
         self._record("sample", n, seed, model)
         return np.zeros((n, 28, 28), np.float32)
 
-    def manifold(self, model: str = "vae2", n: int = 30, scale: float = 2.0, dims: Sequence[int] = (0, 1), fixed: Any = None) -> bytes:
+    def manifold(self, model: str | None = None, n: int = 30, scale: float = 2.0, dims: Sequence[int] = (0, 1), fixed: Any = None) -> bytes:
         self._record("manifold", model, n, scale, tuple(dims), fixed)
         buf = io.BytesIO()
         Image.new("L", (n * 28, n * 28)).save(buf, format="PNG")
@@ -118,7 +118,7 @@ def test_url_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_negative_latent_values_parse_as_numbers() -> None:
     args = build_parser().parse_args(["generate", "--z", "1.4", "-1.3", "-o", "out.png"])
-    assert args.z == [1.4, -1.3] and args.output == "out.png" and args.model == "vae2"
+    assert args.z == [1.4, -1.3] and args.output == "out.png" and args.model is None  # the server picks its default generator
 
 
 def test_manifold_and_sample_options() -> None:
@@ -224,7 +224,7 @@ def test_client_errors_print_message_and_exit_code(
 def test_generate_writes_a_png(fake: FakeClient, tmp_path) -> None:
     out = tmp_path / "coat.png"
     assert main(["generate", "--z", "1.4", "-1.3", "-o", str(out)]) == 0
-    assert fake.calls == [("generate", ([[1.4, -1.3]], "vae2"))]
+    assert fake.calls == [("generate", ([[1.4, -1.3]], None))]
     with Image.open(out) as img:
         assert img.size == (28, 28) and img.getpixel((0, 0)) == 128
 
@@ -238,7 +238,7 @@ def test_generate_npy_output(fake: FakeClient, tmp_path) -> None:
 def test_sample_grid_size(fake: FakeClient, tmp_path) -> None:
     out = tmp_path / "grid.png"
     assert main(["sample", "-n", "6", "--seed", "3", "-o", str(out)]) == 0
-    assert fake.calls == [("sample", (6, 3, "vae2"))]
+    assert fake.calls == [("sample", (6, 3, None))]
     with Image.open(out) as img:
         assert img.size == (3 * 28, 2 * 28)
     assert main(["sample", "-n", "6", "--cols", "6", "-o", str(out)]) == 0
@@ -249,7 +249,7 @@ def test_sample_grid_size(fake: FakeClient, tmp_path) -> None:
 def test_manifold_passes_options_and_writes_the_bytes(fake: FakeClient, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "m.png"
     assert main(["manifold", "--n", "3", "--scale", "1.5", "--dims", "1", "0", "-o", str(out)]) == 0
-    assert fake.calls == [("manifold", ("vae2", 3, 1.5, (1, 0), None))]
+    assert fake.calls == [("manifold", (None, 3, 1.5, (1, 0), None))]
     assert capsys.readouterr().out == f"wrote {out} (84 x 84 PNG)\n"
     with Image.open(out) as img:
         assert img.size == (84, 84)

@@ -16,7 +16,7 @@ from clients.errors import (
     ServerError,
     UnavailableError,
 )
-from clients.grpc import GRPCClient, public_name, store_name
+from clients.grpc import GRPCClient
 from clients.http import HTTPClient
 
 CLASSIFIED = {"model": "lstm", "version": "v1", "predictions": [{"label": 3, "probabilities": [0.0] * 3 + [1.0] + [0.0] * 6}]}
@@ -217,26 +217,31 @@ def test_grpc_errors_are_mapped_and_never_retried(grpc_client: Any, code: grpc.S
     assert len(method.timeouts) == 1 and grpc_client.sleeps == []
 
 
-@pytest.mark.parametrize(
-    "name, task, store",
-    [
-        ("lstm", "classification", "mnist-lstm"),
-        ("custom-lstm", "classification", "mnist-custom-lstm"),
-        ("vae2", "generation", "fashion-vae2-decoder"),
-        ("vae4", "generation", "fashion-vae4-decoder"),
-        ("mnist-gated-rnn", "classification", "mnist-gated-rnn"),
-        ("fashion-vae2-decoder", "generation", "fashion-vae2-decoder"),
-    ],
-)
-def test_grpc_store_names(name: str, task: str, store: str) -> None:
-    assert store_name(name, task) == store
-    assert public_name(store) == name.removeprefix("mnist-").removeprefix("fashion-").removesuffix("-decoder")
+CATALOG = [
+    {"name": "lstm", "store_name": "mnist-lstm", "task": "classification", "default": False},
+    {"name": "gated-rnn", "store_name": "mnist-gated-rnn", "task": "classification", "default": True},
+    {"name": "vae2", "store_name": "fashion-vae2-decoder", "task": "generation", "default": True},
+]
 
 
-def test_grpc_store_name_rejects_wrong_task_and_unknown_names() -> None:
-    with pytest.raises(NotFoundError, match="unknown classification model 'vae2'"):
-        store_name("vae2", "classification")
-    with pytest.raises(NotFoundError, match="unknown generation model 'lstm'; expected one of vae2, vae4"):
-        store_name("lstm", "generation")
-    with pytest.raises(NotFoundError, match="unknown classification model 'resnet'"):
-        store_name("resnet", "classification")
+def test_grpc_model_names_and_defaults_come_from_the_servers_catalog(grpc_client: Any, monkeypatch: Any) -> None:
+    listings = []
+
+    def models() -> list[dict[str, Any]]:
+        listings.append(1)
+        grpc_client._catalog = [dict(e) for e in CATALOG]
+        return grpc_client._catalog
+
+    monkeypatch.setattr(grpc_client, "models", models)
+    assert grpc_client._entry("lstm", "classification")["store_name"] == "mnist-lstm"
+    assert grpc_client._entry("mnist-lstm", "classification")["name"] == "lstm"
+    assert grpc_client._entry(None, "classification")["name"] == "gated-rnn"  # the server's default
+    assert grpc_client._entry(None, "generation")["store_name"] == "fashion-vae2-decoder"
+    assert len(listings) == 1  # listed once, then cached
+    # An unknown name looks again (a model may have been published since), then goes to the server as it is.
+    assert grpc_client._entry("vae2", "classification") == {"name": "vae2", "store_name": "vae2", "task": "classification"}
+    assert len(listings) == 2
+    grpc_client._catalog = [e for e in CATALOG if e["task"] == "classification"]
+    monkeypatch.setattr(grpc_client, "models", lambda: grpc_client._catalog)
+    with pytest.raises(NotFoundError, match="no default generation model"):
+        grpc_client._entry(None, "generation")

@@ -54,8 +54,11 @@ def test_metadata_and_config_come_from_the_signature():
     assert meta == {"name": "mnist-lstm", "versions": ["1700000000"], "platform": "onnxruntime_onnx",
                     "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}],
                     "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]}
-    config = v2.model_config(DECODER, 256)
+    config = v2.model_config(ENGINE, DECODER)
     assert config["max_batch_size"] == 256 and config["input"] == [{"name": "z", "data_type": "TYPE_FP32", "dims": [2]}]
+    assert config["parameters"] == {"task": {"string_value": "generation"}, "public_name": {"string_value": "vae2"},
+                                    "default": {"string_value": "true"}}
+    assert v2.model_config(ENGINE, ENCODER)["parameters"]["default"] == {"string_value": "false"}
 
 
 def test_pixel_inputs_take_uint8_or_fp32_and_latents_fp32():
