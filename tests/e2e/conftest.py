@@ -50,11 +50,16 @@ class Server:
 def server(trained_store, tmp_path_factory) -> Server:
     from training.data import load
 
-    service = launch(tmp_path_factory.mktemp("server") / "server.log", str(trained_store.home))
+    # Its own BENTOML_HOME over the session's models: BentoML empties $BENTOML_HOME/prometheus_multiproc_dir
+    # whenever a server starts, so a second server on the same home (a load test, a package test) would
+    # leave this one's /metrics frozen.
+    home = tmp_path_factory.mktemp("server-home")
+    (home / "models").symlink_to(Path(trained_store.home).resolve() / "models", target_is_directory=True)
+    service = launch(tmp_path_factory.mktemp("server") / "server.log", str(home))
     try:
         wait_ready(service, timeout=120)
         split = load("mnist", os.environ.get("DATA_DIR") or str(REPO.parent / "shared" / "datasets"))
-        yield Server(service.http_url, service.grpc_target, Path(trained_store.home), service.process, service.log_path,
+        yield Server(service.http_url, service.grpc_target, home, service.process, service.log_path,
                      split.x_test[:500], split.y_test[:500])
     finally:
         stop(service)

@@ -199,8 +199,10 @@ def test_two_versions_side_by_side_labels_move_traffic_and_unload_frees_memory(l
     rss_before = rss_mb(life)
     # A new version with other weights (the dense-rnn's ONNX file): its answers must be its own.
     new_tag = publish(life.home, store_name, onnx_from="mnist-dense-rnn")
-    wait_for(lambda: len(versions_of(life, store_name)) == 2, POLL_S + 10, "two served versions")
-    new_number = str(versions_of(life, store_name)[new_tag]["version_number"])
+    new_entry = wait_for(lambda: versions_of(life, store_name).get(new_tag), POLL_S + 10, "the new version")
+    new_number = str(new_entry["version_number"])
+    wait_for(lambda: on_every_worker(life, store_name, [int(new_number), old["version_number"]]), POLL_S + 10,
+             "two served versions on every worker")
     dense = np.array([p["probabilities"] for p in classify(life, "dense-rnn", images)["predictions"]])
 
     as_new = classify(life, public, images, version=new_number)
