@@ -19,7 +19,7 @@ import bentoml
 from .engine import Engine
 from .http_front import BodyLimit, ConnectionRecycle, RouteFallback, api
 from .v2_http import api as v2_api
-from .settings import Settings
+from .settings import Settings, unknown_env_names
 
 logger = logging.getLogger("serving.service")
 
@@ -46,6 +46,8 @@ class DigitsService:
 
     def __init__(self) -> None:
         logging.getLogger("serving").setLevel(SETTINGS.log_level)
+        for name in unknown_env_names():
+            logger.warning("%s is set but is not a setting (a typo?); `python -m serving.settings` lists them", name)
         # Served from a built Bento: exactly the model versions it was built with, not the store's newest.
         bento = DigitsService.bento
         pinned = [str(m.tag) for m in bento.info.all_models] if bento is not None else []

@@ -34,7 +34,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 def _add_layout(parser: argparse.ArgumentParser, repositories: bool = False) -> None:
     # training.export imports TensorFlow only inside the functions that need it.
     from training.export import LAYOUTS
-    from training.repository import LAYOUTS as REPOSITORY_LAYOUTS
+    from training.repository import REPOSITORY_LAYOUTS
 
     parser.add_argument(
         "--layout",
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.data import DataError
     from training.export import ExportError
-    from training.repository import LAYOUTS as REPOSITORY_LAYOUTS
+    from training.repository import REPOSITORY_LAYOUTS
 
     started = time.perf_counter()
     try:

@@ -2,11 +2,11 @@
 
 For each store entry of a run (see ``catalog.store_entries``) this writes
 ``<run>/export/<store name>/`` with ``model.onnx``, ``saved_model/``,
-``signature.json`` and ``reports/``, then hands it to a *layout*. A layout is a
-function ``(Exported) -> str`` (the str says where it went) registered in
-``LAYOUTS``; ``bentoml`` registers into the BentoML model store that
-``BENTOML_HOME`` points at. Other layouts (a Triton or TF-Serving model
-repository) plug in the same way.
+``signature.json`` and ``reports/``, then publishes it: ``LAYOUTS`` maps a
+layout name to a function ``(Exported) -> str`` (the str says where it went);
+the one layout, ``bentoml``, registers a new version in the BentoML model store
+that ``BENTOML_HOME`` points at. Triton and TF-Serving repositories are written
+from that store afterwards, by ``training.repository``.
 """
 
 from __future__ import annotations

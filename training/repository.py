@@ -28,7 +28,7 @@ from typing import Any
 
 from training.export import ExportError, sha256
 
-LAYOUTS = ("triton", "tfserving")
+REPOSITORY_LAYOUTS = ("triton", "tfserving")
 TRITON_DTYPES = {
     "float16": "TYPE_FP16",
     "float32": "TYPE_FP32",
@@ -207,8 +207,8 @@ def export_repository(
     Returns one ``{"name", "tag", "version", "path"}`` per model version written.
     Re-exporting replaces those versions and keeps any others already there.
     """
-    if layout not in LAYOUTS:
-        raise RepositoryError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if layout not in REPOSITORY_LAYOUTS:
+        raise RepositoryError(f"unknown layout {layout!r}; expected one of {', '.join(REPOSITORY_LAYOUTS)}")
     picked = stored_models(models)
     if not picked:
         raise RepositoryError("the model store is empty: nothing to export (`python -m training build` fills it)")
