@@ -1,4 +1,8 @@
-"""ONNX Runtime sessions for stored models: the only module that imports onnxruntime."""
+"""ONNX Runtime sessions for stored models: the only module that imports onnxruntime.
+
+A stored ensemble (``kind: ensemble`` in its metadata) has no model file: :class:`EnsembleRuntime`
+stands for it, over the runtimes of its members.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from contract.errors import ModelIntegrityError, ModelNotFound, NotReady, VersionNotFound
+from contract.errors import ModelIntegrityError, ModelNotFound, NotFound, NotReady, VersionNotFound
 
 logger = logging.getLogger("serving.runtime")
 
@@ -77,6 +81,7 @@ class ModelRuntime:
     ready: bool = False
     load_seconds: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _evaluation: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def public_name(self) -> str:
@@ -145,6 +150,18 @@ class ModelRuntime:
             raise NotReady(f"model {self.store_name} is not loaded yet")
         return self.session.run(self.output_names, {self.input_spec["name"]: batch})
 
+    def evaluation(self) -> dict[str, Any]:
+        """What training recorded about the test set (``evaluation.json``): a confusion matrix, or latent means."""
+        if self._evaluation is None:
+            path = self.path / "evaluation.json"
+            if not path.is_file():
+                raise NotFound(
+                    f"model {self.store_name}:{self.version} has no recorded test-set evaluation "
+                    "(it was built before evaluations were stored); rebuild it with `python -m training build`"
+                )
+            self._evaluation = json.loads(path.read_text())
+        return self._evaluation
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.public_name,
@@ -158,6 +175,46 @@ class ModelRuntime:
             "training": self.metadata.get("training", {}),
             "provider": self.provider,
             "ready": self.ready,
+        }
+
+
+def mean_probabilities(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """An ensemble's answer: the float32 mean of its members' probabilities (as training evaluated it)."""
+    return np.mean(np.stack(outputs), axis=0, dtype=np.float32)
+
+
+@dataclass
+class EnsembleRuntime(ModelRuntime):
+    """A stored ensemble: no session of its own; its answer is the mean of its members' answers.
+
+    The engine runs each member through that member's batcher; :meth:`predict_all` (members
+    in turn, in this thread) is the reference and the direct path.
+    """
+
+    members: list[ModelRuntime] = field(default_factory=list)
+
+    def load(self) -> None:
+        for member in self.members:
+            member.load()
+        measured = self.metadata.get("members") or {}
+        differ = [f"{m.store_name}:{m.version}" for m in self.members if measured.get(m.store_name) not in (None, "", m.version)]
+        if differ:
+            logger.warning("%s: its stored accuracy was measured with other member versions than %s", self.store_name, differ)
+        self.provider = self.members[0].provider
+        self.ready = True
+
+    def predict_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        return [mean_probabilities([member.predict(batch) for member in self.members])]
+
+    def describe(self) -> dict[str, Any]:
+        measured = self.metadata.get("members") or {}
+        return {
+            **super().describe(),
+            "members": [
+                {"name": m.public_name, "store_name": m.store_name, "version": m.version,
+                 "measured_version": measured.get(m.store_name) or None}
+                for m in self.members
+            ],
         }
 
 
@@ -186,22 +243,32 @@ class Registry:
                 if name not in latest or model.creation_time > latest[name].creation_time:
                     latest[name] = model
             models = list(latest.values())
-        runtimes = []
+        runtimes: list[ModelRuntime] = []
+        ensembles: list[EnsembleRuntime] = []
         for model in models:
             path = Path(model.path)
-            runtimes.append(
-                ModelRuntime(
-                    store_name=model.tag.name,
-                    version=model.tag.version,
-                    path=path,
-                    metadata=dict(model.info.metadata),
-                    signature=json.loads((path / "signature.json").read_text()),
-                    providers=providers,
-                    created=model.creation_time.timestamp(),
-                    intra_op_threads=settings.intra_op_threads,
-                    spinning=settings.ort_spinning,
-                )
+            metadata = dict(model.info.metadata)
+            kind = EnsembleRuntime if metadata.get("kind") == "ensemble" else ModelRuntime
+            rt = kind(
+                store_name=model.tag.name,
+                version=model.tag.version,
+                path=path,
+                metadata=metadata,
+                signature=json.loads((path / "signature.json").read_text()),
+                providers=providers,
+                created=model.creation_time.timestamp(),
+                intra_op_threads=settings.intra_op_threads,
+                spinning=settings.ort_spinning,
             )
+            (ensembles if isinstance(rt, EnsembleRuntime) else runtimes).append(rt)
+        by_name = {rt.store_name: rt for rt in runtimes}
+        for ensemble in ensembles:
+            missing = [m for m in ensemble.signature["members"] if m not in by_name]
+            if missing:
+                logger.warning("not serving %s: its members %s are not served", ensemble.store_name, missing)
+                continue
+            ensemble.members = [by_name[m] for m in ensemble.signature["members"]]
+            runtimes.append(ensemble)
         return cls(runtimes, settings.default_classifier)
 
     @property
@@ -218,7 +285,8 @@ class Registry:
     def default_name(self, task: str) -> str:
         if task == "classification" and self._default_classifier:
             return self._default_classifier
-        candidates = [rt for rt in self.runtimes.values() if rt.task == task]
+        # An ensemble costs its members' compute: it is the default only when named (SERVING_DEFAULT_CLASSIFIER).
+        candidates = [rt for rt in self.runtimes.values() if rt.task == task and not isinstance(rt, EnsembleRuntime)]
         if not candidates:
             raise ModelNotFound(f"no {task} model is loaded")
         if task == "classification":
@@ -238,7 +306,10 @@ class Registry:
         return rt
 
     def by_store_name(self, store_name: str) -> ModelRuntime:
+        """Runtime for a store name (what gRPC clients name); an ensemble also answers to its public name."""
         rt = self.runtimes.get(store_name)
+        if rt is None and isinstance(ensemble := self._by_public.get(("classification", store_name)), EnsembleRuntime):
+            rt = ensemble
         if rt is None:
             raise ModelNotFound(f"unknown model {store_name[:100]!r}; available: {', '.join(sorted(self.runtimes)) or 'none'}")
         if not rt.ready:

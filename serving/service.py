@@ -16,6 +16,7 @@ from typing import Any
 
 import bentoml
 
+from . import plot_routes, vae_routes
 from .engine import Engine
 from .http_front import BodyLimit, ConnectionRecycle, api
 from .settings import Settings
@@ -24,6 +25,10 @@ logger = logging.getLogger("serving.service")
 
 # Read once at start-up: BentoML needs the worker count and ports when the class is defined.
 SETTINGS = Settings.from_env()
+
+# /v1 beyond classify and generate: encode, reconstruct, interpolate, plots (their own modules, the same app).
+api.include_router(vae_routes.router)
+api.include_router(plot_routes.router)
 
 
 @bentoml.asgi_app(api, path="/v1")
