@@ -13,6 +13,7 @@
   const ctx = canvas.getContext("2d");
   const predictions = $("predictions");
   const digitStatus = $("digit-status");
+  const penMark = $("pen");
   const vaeStatus = $("vae-status");
 
   let classifiers = [];
@@ -45,6 +46,7 @@
     strokes = 0;
     inked = false;
     pen.down = false;
+    penMark.hidden = true;
     canvas.dataset.strokes = "0";
     predictions.tBodies[0].replaceChildren();
     predictions.dataset.strokes = "0";
@@ -124,7 +126,19 @@
     }
   });
 
+  function showPen() {
+    penMark.hidden = false;
+    penMark.classList.toggle("down", pen.down);
+    penMark.style.left = `${(pen.x / SIZE) * 100}%`;
+    penMark.style.top = `${(pen.y / SIZE) * 100}%`;
+  }
+
+  canvas.addEventListener("blur", () => {
+    penMark.hidden = true;
+  });
+
   function announcePen() {
+    showPen();
     const col = Math.round((pen.x / SIZE) * 28);
     const row = Math.round((pen.y / SIZE) * 28);
     digitStatus.textContent = `Pen ${pen.down ? "down" : "up"} at column ${col}, row ${row}.`;
