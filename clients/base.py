@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 # Public model names (docs/CONTRACTS.md); the server maps them to store names.
-CLASSIFIERS = ("lstm", "stacked-lstm", "simple-rnn-cell", "lstm-cell", "dense-rnn", "gated-rnn", "custom-lstm")
+# "ensemble" is the mean of the other seven (store name mnist-ensemble, like the others).
+CLASSIFIERS = ("lstm", "stacked-lstm", "simple-rnn-cell", "lstm-cell", "dense-rnn", "gated-rnn", "custom-lstm", "ensemble")
 GENERATORS = ("vae2", "vae4")
 DEFAULT_CLASSIFIER = "lstm"
 DEFAULT_GENERATOR = "vae2"
