@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 BENTOFILES = {"cpu": REPO / "bentofile.cpu.yaml", "gpu": REPO / "bentofile.yaml"}
 HTTP_PORT, GRPC_PORT = 3000, 8500
 COMMAND = ["python", "-m", "serving", "--no-build"]
+# Files the service serves itself (GET /demo): the bentofiles include them beside the Python sources.
+DEMO_ASSETS = ("serving/demo/index.html", "serving/demo/demo.js", "serving/demo/demo.css")
 # Path prefixes / patterns that must never reach a Bento: tests, data, training outputs, notebooks.
 FORBIDDEN_SOURCES = re.compile(
     r"(^|/)(tests?|data|datasets|runs|results|exports|training|loadtests|clients|\.venv)(/|$)"
@@ -152,8 +154,10 @@ def check_bento(built: Built, *, lint: bool = True) -> list[Check]:
 
     sources = sorted(str(p.relative_to(built.path / "src")) for p in (built.path / "src").rglob("*") if p.is_file())
     forbidden = [s for s in sources if FORBIDDEN_SOURCES.search(s)]
-    checks.append(Check("sources", "serving/service.py" in sources and not forbidden,
-                        f"forbidden: {forbidden}" if forbidden else f"{len(sources)} files: {', '.join(sources)}"))
+    missing_assets = [a for a in DEMO_ASSETS if a not in sources]
+    checks.append(Check("sources", "serving/service.py" in sources and not forbidden and not missing_assets,
+                        f"forbidden: {forbidden}" if forbidden else f"missing: {missing_assets}" if missing_assets
+                        else f"{len(sources)} files: {', '.join(sources)}"))
 
     requirements = (built.path / "env" / "python" / "requirements.txt").read_text().split()
     wanted_pins = {f"{n}=={v}" for n, v in pinned_packages(built.variant).items()}

@@ -115,14 +115,14 @@ def time_runtime(rt: Any, x: Any, min_seconds: float, min_calls: int = 3) -> dic
 
 def measure_inprocess(batches: Sequence[int], min_seconds: float, images01: Any, cpus: set[int] | None) -> tuple[list[dict[str, Any]], Any]:
     """(1): every stored model through serving.runtime's Registry, the same code and settings as the server."""
-    from serving.runtime import Registry
+    from serving.lifecycle import registry_from_store
     from serving.settings import Settings
 
     before = os.sched_getaffinity(0)
     if cpus:
         os.sched_setaffinity(0, cpus)
     try:
-        registry = Registry.from_store(Settings.from_env())
+        registry = registry_from_store(Settings.from_env())
         registry.load_all()
         rows = []
         for name in sorted(registry.runtimes):
@@ -492,10 +492,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "inprocess" not in skip:
         rep["inprocess"], registry = measure_inprocess([1, 8, 64, 1024], args.inprocess_seconds, images01, server_cpus)
     else:
-        from serving.runtime import Registry
+        from serving.lifecycle import registry_from_store
         from serving.settings import Settings
 
-        registry = Registry.from_store(Settings.from_env())
+        registry = registry_from_store(Settings.from_env())
     import bentoml
     import onnxruntime
 

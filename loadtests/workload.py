@@ -45,7 +45,8 @@ class Catalog:
     def from_models(cls, models: list[dict[str, Any]]) -> Catalog:
         """From the ``models`` list of ``GET /v1/models``."""
         ready = [m for m in models if m.get("ready", True)]
-        classifiers = [m for m in ready if m["task"] == "classification"]
+        # Single models only: the ensemble (an entry with members) would weigh seven models' compute in the mix.
+        classifiers = [m for m in ready if m["task"] == "classification" and not m.get("members")]
         generators = {m["name"]: int(m["signature"].get("latent_dim") or 0) for m in ready if m["task"] == "generation"}
         default = next((m["name"] for m in classifiers if m.get("default")), None)
         return cls(

@@ -59,6 +59,13 @@ def array_to_npy(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def arrays_to_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """``numpy.savez`` of named arrays into bytes (no pickle); ``numpy.load`` reads it back by name."""
+    buf = io.BytesIO()
+    np.savez(buf, **{name: np.asarray(a) for name, a in arrays.items()})
+    return buf.getvalue()
+
+
 # --- validation -------------------------------------------------------------------------
 
 

@@ -3,9 +3,11 @@
 It owns the registry of ONNX Runtime sessions, one :class:`~serving.batcher.Batcher`
 per served model version (requests from every front share its batches), the direct path for
 requests that already are batches (bulk ``.npy``, the manifold), the per-model metrics and the
-manifold PNG cache. Its :class:`~serving.lifecycle.Lifecycle` decides which versions are served
-and adds and retires them while it serves. Fronts validate and translate; they hand the engine
-float32 rows that match the model's signature and get numpy arrays back.
+PNG cache (manifolds and plots). Its :class:`~serving.lifecycle.Lifecycle` decides which versions
+are served and adds and retires them while it serves. Fronts validate and translate; they hand the
+engine float32 rows that match the model's signature and get numpy arrays back. An ensemble has no
+batcher of its own: its rows go through each member's batcher (one batch each, concurrently) and
+the answer is the mean.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,8 @@ from . import versions
 from .batcher import Batcher
 from .lifecycle import Lifecycle
 from .metrics import EngineMetrics, engine_metrics
-from .runtime import DEFAULT_TASKS, ModelRuntime, Registry
+from . import plots
+from .runtime import DEFAULT_TASKS, EnsembleRuntime, ModelRuntime, Registry, mean_probabilities
 from .settings import Settings
 
 logger = logging.getLogger("serving.engine")
@@ -95,6 +98,8 @@ class Engine:
             self.registry = self.lifecycle.initial_registry()
         self.registry.load_all()
         for rt in self.registry.served():
+            if isinstance(rt, EnsembleRuntime):
+                continue  # its members' batchers serve it
             self.batchers[rt.key] = self._batcher(rt)
             if rt.task == "generation":
                 self.render_manifold(rt, *DEFAULT_MANIFOLD)
@@ -115,7 +120,8 @@ class Engine:
         """Start routing requests to a loaded and warmed version (its default manifold rendered first)."""
         if rt.task == "generation":
             await asyncio.to_thread(self.render_manifold, rt, *DEFAULT_MANIFOLD)
-        self.batchers[rt.key] = self._batcher(rt)
+        if not isinstance(rt, EnsembleRuntime):  # an ensemble runs on its members' batchers
+            self.batchers[rt.key] = self._batcher(rt)
         self.registry.add(rt)
 
     async def retire(self, rt: ModelRuntime, grace_s: float) -> None:
@@ -155,16 +161,39 @@ class Engine:
 
     async def infer(self, rt: ModelRuntime, rows: np.ndarray) -> list[np.ndarray]:
         """Every output of ``rt`` for validated float32 rows, computed in a batch shared with other requests."""
+        if isinstance(rt, EnsembleRuntime):
+            return [(await self.infer_members(rt, rows))[0]]
         batcher = self.batchers.get(rt.key)
         if batcher is None:
             raise NotReady(f"model {rt.store_name} version {rt.version_number} was just unloaded; retry")
         return await batcher.submit(rows)
 
+    async def infer_members(self, rt: EnsembleRuntime, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The ensemble's probabilities and ``{member public name: its probabilities}``.
+
+        Every member at once, each through its own batcher (so one batch per member)."""
+        tasks = [asyncio.ensure_future(self.infer(member, rows)) for member in rt.members]
+        try:
+            outputs = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # one member refused (e.g. its queue is full): the others' rows are not needed
+                task.cancel()
+            raise
+        members = {member.public_name: out[0] for member, out in zip(rt.members, outputs)}
+        return mean_probabilities(list(members.values())), members
+
     async def infer_direct(self, rt: ModelRuntime, rows: np.ndarray) -> np.ndarray:
         """First output for a request that already is a batch (bulk, manifold): bounded chunks, off the event loop."""
         return await asyncio.to_thread(self.predict_direct, rt, rows)
 
+    async def infer_direct_members(self, rt: EnsembleRuntime, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """:meth:`infer_members` for a request that already is a batch (bulk): each member on the direct path."""
+        members = {m.public_name: await self.infer_direct(m, rows) for m in rt.members}
+        return mean_probabilities(list(members.values())), members
+
     def predict_direct(self, rt: ModelRuntime, rows: np.ndarray) -> np.ndarray:
+        if isinstance(rt, EnsembleRuntime):
+            return mean_probabilities([self.predict_direct(member, rows) for member in rt.members])
         chunk = DIRECT_CHUNK_ROWS[rt.task]
         return np.concatenate([self._run(rt, rows[i : i + chunk])[0] for i in range(0, len(rows), chunk)])
 
@@ -178,21 +207,46 @@ class Engine:
     # ------------------------------------------------------------ manifold
 
     async def manifold(
-        self, rt: ModelRuntime, n: int, scale: float, dims: tuple[int, ...], fixed: tuple[float, ...] | None
+        self,
+        rt: ModelRuntime,
+        n: int,
+        scale: float,
+        dims: tuple[int, ...],
+        fixed: tuple[float, ...] | None,
+        axes: bool = False,
     ) -> tuple[bytes, bool]:
-        """The n x n latent-grid PNG and whether it came from the cache."""
-        png = self.manifolds.get((rt.store_name, rt.version, (n, scale, dims, fixed)))
+        """The n x n latent-grid PNG (with ``axes``: framed, labelled, with tick values) and whether it was cached."""
+        png = self.manifolds.get((rt.store_name, rt.version, (n, scale, dims, fixed, axes)))
         if png is not None:
             return png, True
-        return await asyncio.to_thread(self.render_manifold, rt, n, scale, dims, fixed), False
+        return await asyncio.to_thread(self.render_manifold, rt, n, scale, dims, fixed, axes), False
 
     def render_manifold(
-        self, rt: ModelRuntime, n: int, scale: float, dims: tuple[int, ...], fixed: tuple[float, ...] | None
+        self,
+        rt: ModelRuntime,
+        n: int,
+        scale: float,
+        dims: tuple[int, ...],
+        fixed: tuple[float, ...] | None,
+        axes: bool = False,
     ) -> bytes:
-        """Decode the grid in one batched call, tile it, remember it in the LRU."""
+        """Decode the grid in one batched call, tile it (and draw its axes), remember it in the LRU."""
         z = images.latent_grid(n, scale, rt.signature["latent_dim"], dims=dims, fixed=fixed)
-        png = images.to_png(images.tile(self.predict_direct(rt, z), ncols=n))
-        self.manifolds.put((rt.store_name, rt.version, (n, scale, dims, fixed)), png)
+        mosaic = images.tile(self.predict_direct(rt, z), ncols=n)
+        if axes:
+            png = plots.manifold(mosaic, n, scale, dims, z[0], f"{rt.public_name}: decoded latent grid")
+        else:
+            png = images.to_png(mosaic)
+        self.manifolds.put((rt.store_name, rt.version, (n, scale, dims, fixed, axes)), png)
+        return png
+
+    async def plot(self, rt: ModelRuntime, key: Hashable, draw: Callable[[], bytes]) -> bytes:
+        """A PNG drawn from what training recorded for ``rt``: drawn once off the event loop, then cached."""
+        cache_key = (rt.store_name, rt.version, "plot", key)
+        png = self.manifolds.get(cache_key)
+        if png is None:
+            png = await asyncio.to_thread(draw)
+            self.manifolds.put(cache_key, png)
         return png
 
     # ------------------------------------------------------------ description

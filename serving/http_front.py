@@ -29,7 +29,7 @@ from contract.errors import Forbidden, InvalidInput, ModelNotFound, NotFound, No
 from . import codec
 from .engine import Engine
 from .lifecycle import Lifecycle
-from .runtime import TASKS, ModelRuntime
+from .runtime import TASKS, EnsembleRuntime, ModelRuntime
 
 logger = logging.getLogger("serving.http")
 
@@ -50,13 +50,26 @@ class ClassifyRequest(BaseModel):
         "arrays with any float are read as [0, 1].",
         examples=[[[[0] * 28] * 28]],
     )
-    model: str | None = Field(default=None, description="Classifier name; default: the best by stored test accuracy")
+    model: str | None = Field(
+        default=None,
+        description="Classifier name, or 'ensemble' (the mean of the seven); default: the best single classifier "
+        "by stored test accuracy",
+    )
     version: str | None = Field(default=None, description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served")
+    members: bool = Field(default=False, description="with model=ensemble: also every member's answer per image")
+
+
+class MemberPrediction(BaseModel):
+    label: int
+    probabilities: list[float]
 
 
 class Prediction(BaseModel):
     label: int
     probabilities: list[float]
+    members: dict[str, MemberPrediction] | None = Field(
+        default=None, description="model=ensemble with members=true: each classifier's own answer, by name"
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -192,24 +205,37 @@ async def classify(request: Request) -> Response:
         pixels = pixels[None]
     codec.check_rows(pixels, engine.settings.max_images_per_request, "images")
     batch = codec.validate_array(pixels, rt.input_spec, "images")
-    (probs,) = await until_disconnect(request, engine.infer(rt, batch))
-    return _classification(rt, probs)
+    return await _classify_rows(request, engine, rt, batch, body.members)
+
+
+async def _classify_rows(request: Request, engine: Engine, rt: ModelRuntime, batch: np.ndarray, members: bool) -> Response:
+    if not members:
+        (probs,) = await until_disconnect(request, engine.infer(rt, batch))
+        return _classification(rt, probs)
+    probs, answers = await until_disconnect(request, engine.infer_members(_ensemble(rt), batch))
+    return _classification(rt, probs, answers)
+
+
+def _ensemble(rt: ModelRuntime) -> EnsembleRuntime:
+    if not isinstance(rt, EnsembleRuntime):
+        raise InvalidInput(f"members=true asks for each member's answer; it needs model=ensemble, not {rt.public_name!r}")
+    return rt
 
 
 @api.post("/classify/image", response_model=ClassifyResponse, summary="Classify one uploaded image (PNG/JPEG, any size)")
 async def classify_image(
     request: Request,
     image: Annotated[UploadFile, File(description="PNG/JPEG/...; dark-on-light or light-on-dark")],
-    model: Annotated[str | None, Query(description="Classifier name")] = None,
+    model: Annotated[str | None, Query(description="Classifier name, or 'ensemble'")] = None,
     model_form: Annotated[str | None, Form(alias="model")] = None,
     version: VersionQuery = None,
+    members: Annotated[bool, Query(description="with model=ensemble: also every member's answer")] = False,
 ) -> Response:
     engine = current_engine()
     rt = engine.model("classification", model or model_form, version)
     data = await image.read()
     pixels = await asyncio.to_thread(_preprocess_upload, data, engine.settings.max_image_pixels)
-    (probs,) = await until_disconnect(request, engine.infer(rt, pixels[None]))
-    return _classification(rt, probs)
+    return await _classify_rows(request, engine, rt, pixels[None], members)
 
 
 def _preprocess_upload(data: bytes, max_pixels: int) -> np.ndarray:
@@ -219,10 +245,17 @@ def _preprocess_upload(data: bytes, max_pixels: int) -> np.ndarray:
 @api.post(
     "/classify/batch",
     summary="Bulk classification: body is a .npy array N x 28 x 28 (uint8 0..255 or float32 0..1); answer .npy N x 10",
+    description="With model=ensemble&members=true the answer is an .npz archive: `probabilities` (the ensemble's) "
+    "and one N x 10 array per member, by name.",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={200: {"content": {"application/octet-stream": {}, "application/x-npz": {}}}},
 )
-async def classify_batch(request: Request, model: Annotated[str | None, Query()] = None, version: VersionQuery = None) -> Response:
+async def classify_batch(
+    request: Request,
+    model: Annotated[str | None, Query()] = None,
+    members: Annotated[bool, Query(description="with model=ensemble: .npz with every member's answer too")] = False,
+    version: VersionQuery = None,
+) -> Response:
     engine = current_engine()
     rt = engine.model("classification", model, version)
     body = await request.body()
@@ -231,6 +264,10 @@ async def classify_batch(request: Request, model: Annotated[str | None, Query()]
         arr = arr[None]
     codec.check_rows(arr, engine.settings.max_bulk_images, "images")
     batch = codec.validate_array(codec.normalize_pixels(arr), rt.input_spec, "images")
+    if members:
+        probs, answers = await engine.infer_direct_members(_ensemble(rt), batch)
+        archive = codec.arrays_to_npz({"probabilities": probs, **answers})
+        return Response(archive, media_type="application/x-npz", headers=_model_headers(rt))
     probs = await engine.infer_direct(rt, batch)
     return Response(codec.array_to_npy(probs), media_type="application/octet-stream", headers=_model_headers(rt))
 
@@ -278,6 +315,9 @@ async def manifold(
     dims: Annotated[str | None, Query(description="the two varied latent dims, e.g. 2,3 (default 0,1)")] = None,
     fixed: Annotated[str | None, Query(description="values of every latent dim (varied ones ignored), e.g. 1,0,0,0")] = None,
     version: VersionQuery = None,
+    axes: Annotated[
+        bool, Query(description="frame the grid like the notebook: axis names, tick values, title (+72 x +76 px)")
+    ] = False,
 ) -> Response:
     engine = current_engine()
     rt = engine.model("generation", model, version)
@@ -289,6 +329,7 @@ async def manifold(
         float(scale),
         tuple(_csv(dims, int, "dims")) if dims else (0, 1),
         tuple(_csv(fixed, float, "fixed")) if fixed else None,
+        axes,
     )
     return Response(png, media_type="image/png", headers={**_model_headers(rt), "X-Cache": "hit" if hit else "miss"})
 
@@ -353,14 +394,14 @@ def _model_headers(rt: ModelRuntime) -> dict[str, str]:
     return {"X-Model": rt.public_name, "X-Model-Version": rt.version}
 
 
-def _classification(rt: ModelRuntime, probs: np.ndarray) -> Response:
-    return JSON(
-        {
-            "model": rt.public_name,
-            "version": rt.version,
-            "predictions": [{"label": int(p.argmax()), "probabilities": p} for p in probs],
-        }
-    )
+def _classification(rt: ModelRuntime, probs: np.ndarray, members: dict[str, np.ndarray] | None = None) -> Response:
+    predictions = [{"label": int(p.argmax()), "probabilities": p} for p in probs]
+    if members is not None:
+        for i, prediction in enumerate(predictions):
+            prediction["members"] = {
+                name: {"label": int(answer[i].argmax()), "probabilities": answer[i]} for name, answer in members.items()
+            }
+    return JSON({"model": rt.public_name, "version": rt.version, "predictions": predictions})
 
 
 def _images_response(rt: ModelRuntime, decoded: np.ndarray, fmt: str) -> Response:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from contract.errors import Forbidden, InvalidInput, ModelNotFound, VersionNotFound
 
 from . import versions
-from .runtime import ModelRuntime, Registry, available_providers, choose_providers
+from .runtime import EnsembleRuntime, ModelRuntime, Registry, available_providers, choose_providers
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -73,6 +73,11 @@ def list_store(tags: Sequence[str] = ()) -> list[Stored]:
     ]
 
 
+def registry_from_store(settings: Settings, pinned: Sequence[str] = ()) -> Registry:
+    """What a worker would serve at start-up, loaded and warmed, without an engine (benchmarks, tools)."""
+    return Lifecycle(None, settings, pinned).initial_registry()
+
+
 def default_state_dir() -> Path:
     """A directory every worker of this server agrees on: keyed by the parent (BentoML's arbiter) process."""
     return Path(tempfile.gettempdir()) / f"digits-serving-{os.getppid()}"
@@ -100,8 +105,8 @@ class Control:
 class Lifecycle:
     """Keeps one worker's engine serving what the store, the policies and the control API say."""
 
-    def __init__(self, engine: Engine, settings: Settings, pinned: Sequence[str] = ()) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine | None, settings: Settings, pinned: Sequence[str] = ()) -> None:
+        self.engine: Engine = engine  # type: ignore[assignment]  # None only for registry_from_store
         self.settings = settings
         self.tags = tuple(settings.models) or tuple(pinned)  # a fixed set: no policies, no polling
         self.policies = versions.parse_policies(settings.version_policy)
@@ -143,7 +148,8 @@ class Lifecycle:
             from contract.errors import ModelIntegrityError
 
             raise ModelIntegrityError(f"{s.store_name}:{s.version}: bad signature.json ({e})") from e
-        return ModelRuntime(
+        kind = EnsembleRuntime if s.metadata.get("kind") == "ensemble" else ModelRuntime  # no model file of its own
+        return kind(
             store_name=s.store_name, version=s.version, path=s.path, metadata=s.metadata, signature=signature,
             providers=self.providers, created=s.created, intra_op_threads=self.settings.intra_op_threads,
             spinning=self.settings.ort_spinning,

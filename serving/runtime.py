@@ -1,7 +1,12 @@
-"""ONNX Runtime sessions for stored models: the only module that imports onnxruntime."""
+"""ONNX Runtime sessions for stored models: the only module that imports onnxruntime.
+
+A stored ensemble (``kind: ensemble`` in its metadata) has no model file: :class:`EnsembleRuntime`
+stands for it, over the runtimes of its members.
+"""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -12,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from contract.errors import ModelIntegrityError, ModelNotFound, NotReady, VersionNotFound
+from contract.errors import ModelIntegrityError, ModelNotFound, NotFound, NotReady, VersionNotFound
 
 from . import versions
 
@@ -84,6 +89,7 @@ class ModelRuntime:
     ready: bool = False
     load_seconds: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _evaluation: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def public_name(self) -> str:
@@ -163,6 +169,18 @@ class ModelRuntime:
             raise NotReady(f"model {self.store_name} is not loaded yet")
         return self.session.run(self.output_names, {self.input_spec["name"]: batch})
 
+    def evaluation(self) -> dict[str, Any]:
+        """What training recorded about the test set (``evaluation.json``): a confusion matrix, or latent means."""
+        if self._evaluation is None:
+            path = self.path / "evaluation.json"
+            if not path.is_file():
+                raise NotFound(
+                    f"model {self.store_name}:{self.version} has no recorded test-set evaluation "
+                    "(it was built before evaluations were stored); rebuild it with `python -m training build`"
+                )
+            self._evaluation = json.loads(path.read_text())
+        return self._evaluation
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.public_name,
@@ -176,6 +194,48 @@ class ModelRuntime:
             "training": self.metadata.get("training", {}),
             "provider": self.provider,
             "ready": self.ready,
+        }
+
+
+def mean_probabilities(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """An ensemble's answer: the float32 mean of its members' probabilities (as training evaluated it)."""
+    return np.mean(np.stack(outputs), axis=0, dtype=np.float32)
+
+
+@dataclass
+class EnsembleRuntime(ModelRuntime):
+    """A stored ensemble: no session of its own; its answer is the mean of its members' answers.
+
+    ``members`` are the runtimes its unversioned member names resolve to now: the registry links
+    them whenever what it serves changes, so an ensemble follows its members' hot reloads. The
+    engine runs each member through that member's batcher; :meth:`predict_all` (members in turn,
+    in this thread) is the reference and the direct path.
+    """
+
+    members: list[ModelRuntime] = field(default_factory=list)
+
+    @property
+    def member_names(self) -> list[str]:
+        return list(self.signature["members"])
+
+    def load(self) -> None:
+        """Nothing to load: the members are models of their own, loaded and served as such."""
+        self.provider = self.members[0].provider if self.members else None
+        self.ready = True
+
+    def predict_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        return [mean_probabilities([member.predict(batch) for member in self.members])]
+
+    def describe(self) -> dict[str, Any]:
+        measured = self.metadata.get("members") or {}
+        return {
+            **super().describe(),
+            "provider": self.members[0].provider if self.members else None,
+            "members": [
+                {"name": m.public_name, "store_name": m.store_name, "version": m.version,
+                 "measured_version": measured.get(m.store_name) or None}
+                for m in self.members
+            ],
         }
 
 
@@ -202,6 +262,7 @@ class Registry:
         served = [v for v in self._versions.get(rt.store_name, []) if v.version != rt.version]
         self._versions[rt.store_name] = [*served, rt]
         self._public[(rt.task, rt.public_name)] = rt.store_name
+        self._link_ensembles()
 
     def remove(self, rt: ModelRuntime) -> None:
         """Stop routing requests to ``rt``."""
@@ -211,6 +272,17 @@ class Registry:
         else:
             self._versions.pop(rt.store_name, None)
             self._public = {k: v for k, v in self._public.items() if v != rt.store_name}
+        self._link_ensembles()
+
+    def _link_ensembles(self) -> None:
+        """Point every ensemble at the versions its members' unversioned requests go to now."""
+        current = self.runtimes
+        for ensemble in (rt for rt in self.served() if isinstance(rt, EnsembleRuntime)):
+            ensemble.members = [current[name] for name in ensemble.member_names if name in current]
+            measured = ensemble.metadata.get("members") or {}
+            differ = [f"{m.store_name}:{m.version}" for m in ensemble.members if measured.get(m.store_name) not in (None, "", m.version)]
+            if differ:
+                logger.info("%s: its stored accuracy was measured with other member versions than %s", ensemble.store_name, differ)
 
     def served(self) -> list[ModelRuntime]:
         """Every served runtime, by store name then newest first."""
@@ -245,7 +317,8 @@ class Registry:
     def default_name(self, task: str) -> str:
         if task == "classification" and self._default_classifier:
             return self._default_classifier
-        candidates = [rt for rt in self.runtimes.values() if rt.task == task]
+        # An ensemble costs its members' compute: it is the default only when named (SERVING_DEFAULT_CLASSIFIER).
+        candidates = [rt for rt in self.runtimes.values() if rt.task == task and not isinstance(rt, EnsembleRuntime)]
         if not candidates:
             raise ModelNotFound(f"no {task} model is loaded")
         if task == "classification":
@@ -283,6 +356,9 @@ class Registry:
         assert isinstance(rt, ModelRuntime)
         if not rt.ready:
             raise NotReady(f"model {store_name} version {rt.version_number} is still loading")
+        if isinstance(rt, EnsembleRuntime) and len(rt.members) != len(rt.member_names):
+            missing = sorted(set(rt.member_names) - {m.store_name for m in rt.members})
+            raise NotReady(f"ensemble {store_name} is missing its members {missing}: they are not served")
         return rt
 
 

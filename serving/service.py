@@ -1,7 +1,7 @@
 """The BentoML service: launcher, packaging and lifecycle of one engine per worker, with its fronts.
 
 Each worker builds one :class:`~serving.engine.Engine` (loads and warms every model before it
-accepts connections), mounts the HTTP front (``/v1``) and, on start-up, runs the TF-Serving gRPC
+accepts connections), mounts the HTTP front (``/v1``) and the demo page (``/demo``) and, on start-up, runs the TF-Serving gRPC
 front on the same event loop. BentoML keeps ``/livez``, ``/readyz`` and ``/metrics``. On SIGTERM
 the worker turns unready, stops accepting on both protocols and finishes what it accepted,
 bounded by SERVING_DRAIN_TIMEOUT_S.
@@ -16,6 +16,8 @@ from typing import Any
 
 import bentoml
 
+from . import plot_routes, vae_routes
+from .demo_front import demo
 from .engine import Engine
 from .http_front import BodyLimit, ConnectionRecycle, RouteFallback, api
 from .v2_http import api as v2_api
@@ -26,7 +28,12 @@ logger = logging.getLogger("serving.service")
 # Read once at start-up: BentoML needs the worker count and ports when the class is defined.
 SETTINGS = Settings.from_env()
 
+# /v1 beyond classify and generate: encode, reconstruct, interpolate, plots (their own modules, the same app).
+api.include_router(vae_routes.router)
+api.include_router(plot_routes.router)
 
+
+@bentoml.asgi_app(demo, path="/demo")
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(v2_api, path="/v2")
 @bentoml.service(

@@ -14,7 +14,11 @@ CLASSIFIERS = (
     "custom-lstm",
 )
 VAES = ("vae2", "vae4")
-ALL_MODELS = CLASSIFIERS + VAES
+# The mean of the seven classifiers' probabilities: evaluated at build time from their runs, stored
+# without a model file of its own (serving runs the members).
+ENSEMBLE = "ensemble"
+TRAINABLE = CLASSIFIERS + VAES
+ALL_MODELS = TRAINABLE + (ENSEMBLE,)
 
 DIGIT_LABELS = [str(d) for d in range(10)]
 FASHION_LABELS = [
@@ -41,12 +45,12 @@ class StoreEntry:
     public_name: str
     task: str  # "classification" | "generation" | "encoding"
     dataset: str  # "mnist" | "fashion-mnist"
-    part: str  # "classifier" | "decoder" | "encoder": which Keras model is exported
+    part: str  # "classifier" | "decoder" | "encoder": which Keras model is exported; "ensemble": none
 
 
 def dataset_of(name: str) -> str:
     """The dataset a public model name trains on."""
-    return "mnist" if name in CLASSIFIERS else "fashion-mnist"
+    return "mnist" if name in CLASSIFIERS or name == ENSEMBLE else "fashion-mnist"
 
 
 def store_entries(name: str) -> list[StoreEntry]:
@@ -58,6 +62,8 @@ def store_entries(name: str) -> list[StoreEntry]:
             StoreEntry(f"fashion-{name}-decoder", name, "generation", "fashion-mnist", "decoder"),
             StoreEntry(f"fashion-{name}-encoder", name, "encoding", "fashion-mnist", "encoder"),
         ]
+    if name == ENSEMBLE:
+        return [StoreEntry("mnist-ensemble", name, "classification", "mnist", "ensemble")]
     raise ValueError(f"unknown model {name!r}; expected one of {', '.join(ALL_MODELS)} or 'all'")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.catalog import DIGIT_LABELS, FASHION_LABELS, StoreEntry, store_entries
+from training.catalog import DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, StoreEntry, store_entries
 
 ONNX_OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -64,6 +64,10 @@ def export_run(run_dir: Path) -> list[Exported]:
     """Export every store entry of the run in ``run_dir`` (checks included)."""
     run = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    if run["model"] == ENSEMBLE:
+        from training import ensemble
+
+        return [ensemble.export_run(run_dir, run, metrics)]
     return [_export_entry(entry, run_dir, run, metrics) for entry in store_entries(run["model"])]
 
 
@@ -137,6 +141,8 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
     }
     (out / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
     shutil.copytree(run_dir / "reports", out / "reports")
+    # What serving draws plots from: a classifier's confusion matrix, a VAE's test-set latent means.
+    shutil.copy2(run_dir / "evaluation.json", out / "evaluation.json")
 
     metadata = metadata_for(entry, run, metrics, diff, sha256(out / "model.onnx"))
     labels = {
@@ -264,11 +270,17 @@ def register_bentoml(exported: Exported) -> str:
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     import bentoml
 
-    with bentoml.models.create(exported.entry.store_name, metadata=exported.metadata, labels=exported.labels) as model:
-        for item in ("model.onnx", "signature.json"):
-            shutil.copy2(exported.directory / item, model.path_of(item))
+    metadata = exported.metadata
+    if exported.entry.part == "ensemble":
+        # The member versions it was measured with: the newest in the store, registered by this build.
+        metadata = {**metadata, "members": {name: bentoml.models.get(name).tag.version for name in metadata["members"]}}
+    with bentoml.models.create(exported.entry.store_name, metadata=metadata, labels=exported.labels) as model:
+        for item in ("model.onnx", "signature.json", "evaluation.json"):
+            if (exported.directory / item).is_file():  # an ensemble has no model.onnx
+                shutil.copy2(exported.directory / item, model.path_of(item))
         for folder in ("saved_model", "reports"):
-            shutil.copytree(exported.directory / folder, model.path_of(folder))
+            if (exported.directory / folder).is_dir():
+                shutil.copytree(exported.directory / folder, model.path_of(folder))
     return str(model.tag)
 
 
@@ -291,6 +303,6 @@ def export(name: str, runs: Path, layout: str = "bentoml") -> list[dict]:
         published.append({
             "store_name": exported.entry.store_name,
             "location": location,
-            "parity_max_abs_diff": exported.metadata["parity_max_abs_diff"],
+            "parity_max_abs_diff": exported.metadata.get("parity_max_abs_diff"),  # None: the ensemble
         })
     return published

@@ -210,6 +210,10 @@ def export_repository(
     if layout not in REPOSITORY_LAYOUTS:
         raise RepositoryError(f"unknown layout {layout!r}; expected one of {', '.join(REPOSITORY_LAYOUTS)}")
     picked = stored_models(models)
+    for model in [m for m in picked if m.metadata.get("kind") == "ensemble"]:
+        # No model file of its own: the service averages its members; neither engine gets it.
+        print(f"[export] {model.tag}: skipped (an ensemble of stored models, served by this service only)", flush=True)
+        picked.remove(model)
     if not picked:
         raise RepositoryError("the model store is empty: nothing to export (`python -m training build` fills it)")
     out_dir = Path(out_dir)

@@ -8,8 +8,14 @@ metrics.json        test metrics (the ``metrics`` metadata)
 history.json        per-epoch training metrics
 model.keras         classifiers; VAEs write encoder.keras and decoder.keras
 parity_inputs.npy   test images (uint8) that export checks TF vs ONNX on
+evaluation.json     what serving plots: classifiers their test-set confusion matrix, VAEs the
+                    test-set latent means with their labels (stored with the model at export)
+test_probabilities.npy, test_labels.npy   classifiers: what the ensemble is evaluated from
 reports/*.png
 ```
+
+The ensemble (``training.ensemble``) fits nothing: its run is the mean of the seven
+classifiers' test probabilities, written from their run directories.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from training import data
-from training.catalog import CLASSIFIERS, DIGIT_LABELS, FASHION_LABELS, NUM_CLASSES, dataset_of
+from training.catalog import CLASSIFIERS, DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, NUM_CLASSES, dataset_of
 from training.export import MIN_PARITY_INPUTS
 from training.profiles import Profile
 
@@ -60,6 +66,10 @@ class TrainOptions:
 
 def train(name: str, options: TrainOptions, out: Path) -> dict:
     """Train ``name``, write ``out/<name>/`` and return its run record (run.json)."""
+    if name == ENSEMBLE:
+        from training import ensemble
+
+        return ensemble.evaluate(options, out)
     import keras
 
     run_dir = out / name
@@ -94,9 +104,9 @@ def train(name: str, options: TrainOptions, out: Path) -> dict:
         "keras_version": keras.__version__,
     }
     np.save(run_dir / "parity_inputs.npy", split.x_test[:PARITY_INPUTS])
-    _write_json(run_dir / "history.json", history)
-    _write_json(run_dir / "metrics.json", metrics)
-    _write_json(run_dir / "run.json", record)
+    write_json(run_dir / "history.json", history)
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "run.json", record)
     print(f"[train] {name}: {json.dumps(metrics)} in {seconds:.0f}s -> {run_dir}", flush=True)
     return record
 
@@ -123,21 +133,46 @@ def _train_classifier(name: str, split: data.Split, options: TrainOptions, run_d
 
     # One pass over the test set gives the metrics and the confusion matrix.
     probabilities = model.predict(data.to_float(split.x_test), batch_size=1024, verbose=0)
-    picked = probabilities[np.arange(len(split.y_test)), split.y_test]
-    predicted = probabilities.argmax(axis=1)
-    metrics = {
-        "test_accuracy": float(np.mean(predicted == split.y_test)),
-        "test_loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
-    }
+    metrics, matrix = classification_metrics(probabilities, split.y_test)
     history = _history(fit)
-    report.plot_confusion(
-        report.confusion_matrix(split.y_test, predicted, NUM_CLASSES),
-        DIGIT_LABELS,
-        run_dir / "reports" / "confusion_matrix.png",
-        f"{name}: test accuracy {metrics['test_accuracy']:.4f} ({len(split.y_test)} images)",
-    )
+    np.save(run_dir / "test_probabilities.npy", probabilities.astype(np.float32))
+    np.save(run_dir / "test_labels.npy", split.y_test)
+    write_classifier_evaluation(run_dir, name, metrics, matrix)
     report.plot_curves(history, run_dir / "reports" / "training_curves.png", f"{name} ({options.profile})", metrics)
     return history, metrics
+
+
+def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> tuple[dict, np.ndarray]:
+    """``{"test_accuracy", "test_loss"}`` and the confusion matrix of test-set probabilities."""
+    picked = probabilities[np.arange(len(labels)), labels]
+    predicted = probabilities.argmax(axis=1)
+    metrics = {
+        "test_accuracy": float(np.mean(predicted == labels)),
+        "test_loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
+    }
+    from training import report
+
+    return metrics, report.confusion_matrix(labels, predicted, NUM_CLASSES)
+
+
+def write_classifier_evaluation(run_dir: Path, name: str, metrics: dict, matrix: np.ndarray, **extra) -> None:
+    """evaluation.json (the confusion matrix serving draws) and the training report's PNG of it."""
+    from training import report
+
+    test_size = int(matrix.sum())
+    write_json(run_dir / "evaluation.json", {
+        "labels": DIGIT_LABELS,
+        "test_size": test_size,
+        "test_accuracy": metrics["test_accuracy"],
+        "confusion_matrix": matrix.tolist(),  # [true][predicted] counts
+        **extra,
+    })
+    report.plot_confusion(
+        matrix,
+        DIGIT_LABELS,
+        run_dir / "reports" / "confusion_matrix.png",
+        f"{name}: test accuracy {metrics['test_accuracy']:.4f} ({test_size} images)",
+    )
 
 
 def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Path):
@@ -173,6 +208,14 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
         run_dir / "reports" / "manifold.png", f"{name}: decoded latent grid",
     )
     z_mean = ops.convert_to_numpy(model.encoder.predict(x_test, batch_size=1024, verbose=0)[0])
+    # What serving draws the label clusters from (no TensorFlow there): the test set's z_mean and labels.
+    write_json(run_dir / "evaluation.json", {
+        "labels": FASHION_LABELS,
+        "test_size": int(len(split.y_test)),
+        "latent_dim": int(z_mean.shape[1]),
+        "y": [int(y) for y in split.y_test],
+        "z_mean": np.round(z_mean.astype(np.float64), 5).tolist(),
+    })
     report.plot_latent_scatter(
         z_mean, split.y_test, FASHION_LABELS, run_dir / "reports" / "latent_clusters.png",
         f"{name}: test-set z_mean by class",
@@ -183,5 +226,5 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
     return history, metrics
 
 
-def _write_json(path: Path, payload) -> None:
+def write_json(path: Path, payload) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 ATOL = 1e-5
 TASKS = ("classification", "generation")
 # What the test store holds (the clients themselves learn it from the server).
-CLASSIFIERS = ("lstm", "stacked-lstm", "simple-rnn-cell", "lstm-cell", "dense-rnn", "gated-rnn", "custom-lstm")
+CLASSIFIERS = ("lstm", "stacked-lstm", "simple-rnn-cell", "lstm-cell", "dense-rnn", "gated-rnn", "custom-lstm", "ensemble")
 GENERATORS = ("vae2", "vae4")
 
 
@@ -184,7 +184,7 @@ def test_classify_image_agrees_across_transports_and_with_local_preprocessing(
     big = Image.fromarray(255 - server.test_images[7]).resize((280, 280), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     big.save(buf, format="JPEG", quality=90)
-    assert_same_predictions([http.classify_image(buf.getvalue(), model="lstm")], [grpc.classify_image(buf.getvalue())])
+    assert_same_predictions([http.classify_image(buf.getvalue(), model="lstm")], [grpc.classify_image(buf.getvalue(), model="lstm")])
 
 
 # -- library: generation -------------------------------------------------------------------

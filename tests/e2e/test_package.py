@@ -127,7 +127,7 @@ def test_bento_contents(built, trained_store, variant: str) -> None:
     assert info["labels"]["variant"] == variant
     sources = {str(p.relative_to(item.path / "src")) for p in (item.path / "src").rglob("*") if p.is_file()}
     assert {"serving/service.py", "serving/__main__.py", "serving/grpc_front.py", "serving/engine.py",
-            "contract/protos/tensorflow_serving/apis/prediction_service_pb2_grpc.py"} <= sources
+            "contract/protos/tensorflow_serving/apis/prediction_service_pb2_grpc.py", *bento.DEMO_ASSETS} <= sources
     assert not [s for s in sources if s.split("/")[0] in ("tests", "training", "runs", "results", "data", "exports")]
 
     dockerfile = (item.path / "env" / "docker" / "Dockerfile").read_text()
@@ -160,6 +160,10 @@ def test_bento_serves_from_an_empty_directory(built, trained_store, tmp_path: Pa
     cwd.mkdir()
     with serve(built["cpu"].tag, Path(trained_store.home), cwd, tmp_path / "serve.log") as url:
         assert classify(url)["model"] == "lstm"
+        # The demo page's files come from the Bento too.
+        for path, kind in (("/demo/", "text/html"), ("/demo/demo.js", "text/javascript"), ("/demo/demo.css", "text/css")):
+            answer = httpx.get(url + path, timeout=10)
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith(kind), (path, answer.status_code)
 
 
 def test_exported_bento_carries_its_models(built, trained_store, tmp_path: Path) -> None:

@@ -335,3 +335,15 @@ def test_kserve_rest_and_grpc_clients(server, images, v1_probabilities, tmp_path
         "shape_vs_data": "INVALID_ARGUMENT", "missing_input": "INVALID_ARGUMENT", "oversize": "RESOURCE_EXHAUSTED"}
     assert all(e["details"] for e in rpc["errors"].values())
     healthy(server)
+
+
+@pytest.mark.parametrize("client_name", ["triton_http", "triton_grpc"])
+def test_the_ensemble_over_v2(request, client_name, server, images):
+    client = request.getfixturevalue(client_name)
+    module = tritonclient_http if client_name == "triton_http" else tritonclient_grpc
+    tensor = module.InferInput("images", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+    probs = client.infer("ensemble", [tensor]).as_numpy("probabilities")
+    body = httpx.post(f"{server.http_url}/v1/classify", json={"model": "ensemble", "images": images.tolist()}, timeout=60).json()
+    np.testing.assert_allclose(probs, [p["probabilities"] for p in body["predictions"]], atol=1e-6)
+    assert client.is_model_ready("mnist-ensemble")

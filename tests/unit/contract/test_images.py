@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from contract.errors import InvalidImage, InvalidInput, PayloadTooLarge
+from contract import images
 from contract.images import decode_image, latent_grid, mnist_preprocess, sample_latent, tile, to_png
 
 MNIST_DIR = Path(os.environ.get("DATA_DIR", Path(__file__).resolve().parents[4] / "shared" / "datasets")) / "mnist"
@@ -381,3 +382,37 @@ def test_sample_latent_is_the_documented_generator():
 def test_sample_latent_rejects_bad_arguments(n, seed):
     with pytest.raises(InvalidInput):
         sample_latent(n, 2, seed)
+
+
+# ------------------------------------------------------------------ Fashion-MNIST uploads, GIFs
+
+
+def test_fashion_preprocess_keeps_a_fashion_mnist_image_as_it_is():
+    pixels = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    pixels[:2], pixels[-2:], pixels[:, :2], pixels[:, -2:] = 0, 0, 0, 0  # black border, as in the dataset
+    out = images.fashion_preprocess(Image.fromarray(pixels))
+    assert out.dtype == np.float32 and out.shape == (28, 28)
+    np.testing.assert_allclose(out, pixels / 255.0, atol=1e-6)
+
+
+def test_fashion_preprocess_inverts_a_product_photo_and_fits_it():
+    photo = np.full((300, 150), 255, np.uint8)  # a dark garment on white, twice as tall as wide
+    photo[30:270, 30:120] = 40
+    out = images.fashion_preprocess(Image.fromarray(photo).convert("RGB"))
+    assert out.shape == (28, 28)
+    assert out[0, 0] == 0.0 and out[14, 14] > 0.7  # light garment on black
+    cols = np.flatnonzero(out.max(axis=0) > 0.1)
+    # The photo becomes 28 x 14 (its aspect kept), centred: the garment, 90 of its 150 px wide, is ~9 columns.
+    assert 8 <= len(cols) <= 10 and abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1
+
+
+def test_to_gif_loops_every_frame_exactly():
+    from PIL import ImageSequence
+
+    frames = np.linspace(0, 1, 4 * 28 * 28, dtype=np.float32).reshape(4, 28, 28)
+    gif = Image.open(io.BytesIO(images.to_gif(frames, duration_ms=50)))
+    assert gif.format == "GIF" and gif.n_frames == 4 and gif.info["loop"] == 0
+    for frame, want in zip(ImageSequence.Iterator(gif), frames):
+        np.testing.assert_array_equal(np.asarray(frame.convert("L")), np.rint(want * 255).astype(np.uint8))
+    with pytest.raises(ValueError):
+        images.to_gif(np.zeros((0, 28, 28)))

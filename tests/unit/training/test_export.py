@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from training import export as export_mod
-from training.catalog import ALL_MODELS, DIGIT_LABELS, FASHION_LABELS, store_entries
+from training.catalog import ALL_MODELS, CLASSIFIERS, DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, store_entries
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -61,7 +61,11 @@ def test_export_of_a_small_trained_model(small_run):
     (exported,) = export_mod.export_run(small_run)
     directory = exported.directory
     assert exported.entry.store_name == "mnist-dense-rnn"
-    assert {p.name for p in directory.iterdir()} == {"model.onnx", "saved_model", "signature.json", "reports"}
+    assert {p.name for p in directory.iterdir()} == {"model.onnx", "saved_model", "signature.json", "reports", "evaluation.json"}
+    evaluation = json.loads((directory / "evaluation.json").read_text())
+    matrix = np.array(evaluation["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == evaluation["test_size"] == 300
+    assert np.trace(matrix) / 300 == pytest.approx(evaluation["test_accuracy"]) == exported.metadata["metrics"]["test_accuracy"]
     assert exported.signature == {**LSTM_SIGNATURE, "name": "mnist-dense-rnn", "public_name": "dense-rnn"}
     assert json.loads((directory / "signature.json").read_text()) == exported.signature
 
@@ -166,6 +170,7 @@ def store(trained_store) -> dict[str, dict]:
 
 
 EXPECTED_ENTRIES = [entry for name in ALL_MODELS for entry in store_entries(name)]
+ONNX_ENTRIES = [entry for entry in EXPECTED_ENTRIES if entry.part != "ensemble"]
 
 
 @pytest.mark.slow
@@ -176,7 +181,7 @@ def test_build_registers_every_model(store, trained_store):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", EXPECTED_ENTRIES, ids=lambda e: e.store_name)
+@pytest.mark.parametrize("entry", ONNX_ENTRIES, ids=lambda e: e.store_name)
 def test_stored_model_follows_the_contract(store, entry):
     model = store[entry.store_name]
     path, metadata = Path(model["path"]), model["metadata"]
@@ -196,6 +201,14 @@ def test_stored_model_follows_the_contract(store, entry):
     want = {"confusion_matrix.png", "training_curves.png"} if entry.task == "classification" else {
         "manifold.png", "latent_clusters.png", "training_curves.png"}
     assert want <= reports
+    # What serving draws its plots from.
+    evaluation = json.loads((path / "evaluation.json").read_text())
+    if entry.task == "classification":
+        assert np.array(evaluation["confusion_matrix"]).sum() == metadata["training"]["test_size"]
+    else:
+        z_mean = np.array(evaluation["z_mean"])
+        assert z_mean.shape == (metadata["training"]["test_size"], evaluation["latent_dim"])
+        assert len(evaluation["y"]) == len(z_mean) and evaluation["labels"] == FASHION_LABELS
 
     signature = json.loads((path / "signature.json").read_text())
     assert signature["name"] == entry.store_name and signature["task"] == entry.task
@@ -222,3 +235,29 @@ def test_stored_model_follows_the_contract(store, entry):
             if out["range"] is not None:
                 lo, hi = out["range"]
                 assert lo <= outputs[out["name"]].min() and outputs[out["name"]].max() <= hi
+
+
+@pytest.mark.slow
+def test_stored_ensemble_is_the_mean_of_its_members(store, trained_store):
+    model = store["mnist-ensemble"]
+    path, metadata = Path(model["path"]), model["metadata"]
+    assert not (path / "model.onnx").exists()
+    assert metadata["kind"] == "ensemble" and metadata["public_name"] == ENSEMBLE and metadata["task"] == "classification"
+    assert set(metadata["metrics"]) == METRIC_KEYS["classification"]
+    # Measured with the member versions this build registered.
+    members = [f"mnist-{name}" for name in CLASSIFIERS]
+    assert metadata["members"] == {name: store[name]["tag"].partition(":")[2] for name in members}
+    signature = json.loads((path / "signature.json").read_text())
+    assert signature["members"] == members
+    assert (signature["inputs"], signature["outputs"]) == (LSTM_SIGNATURE["inputs"], LSTM_SIGNATURE["outputs"])
+
+    # Its accuracy is that of the mean of the members' test probabilities, recomputed from their runs.
+    runs = trained_store.runs
+    labels = np.load(runs / "lstm" / "test_labels.npy")
+    mean = np.mean([np.load(runs / name / "test_probabilities.npy") for name in CLASSIFIERS], axis=0)
+    assert metadata["metrics"]["test_accuracy"] == pytest.approx(float(np.mean(mean.argmax(1) == labels)))
+    evaluation = json.loads((path / "evaluation.json").read_text())
+    assert np.array(evaluation["confusion_matrix"]).sum() == len(labels) == metadata["training"]["test_size"]
+    assert evaluation["beats_best_member"] == (
+        metadata["metrics"]["test_accuracy"] > max(evaluation["member_accuracy"].values())
+    )
