@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from contract.errors import InvalidInput
 
 from . import plots
-from .http_front import _csv, _model_headers, current_engine
+from .http_front import VersionQuery, _csv, _model_headers, current_engine
 from .vae_routes import encoder_for
 
 router = APIRouter()
@@ -59,9 +59,10 @@ async def clusters(
 )
 async def confusion(
     model: Annotated[str | None, Query(description="classifier name or 'ensemble' (default: the default classifier)")] = None,
+    version: VersionQuery = None,
 ) -> Response:
     engine = current_engine()
-    rt = engine.model("classification", model)
+    rt = engine.model("classification", model, version)
     evaluation = rt.evaluation()
 
     def draw() -> bytes:
