@@ -3,7 +3,7 @@
     python -m contract.protos.generate          # rewrite contract/protos/{tensorflow,tensorflow_serving,inference}
     python -m contract.protos.generate --check  # exit 1 if the checked-in code is stale
 
-Runs ``grpc_tools.protoc`` (``--python_out`` for every file under ``src/``,
+Runs ``grpc_tools.protoc`` (``--python_out`` and ``--pyi_out`` type stubs for every file under ``src/``,
 ``--grpc_python_out`` for the files that declare a service) and rewrites the
 generated absolute imports ``tensorflow.…`` / ``tensorflow_serving.…`` to
 ``contract.protos.tensorflow.…`` / ``contract.protos.tensorflow_serving.…`` so
@@ -83,11 +83,11 @@ def generate(out: Path) -> None:
             if not protos:
                 raise SystemExit(f"no .proto files under {src}")
             into.mkdir(exist_ok=True)
-            _protoc(src, [f"--python_out={into}", *protos])
+            _protoc(src, [f"--python_out={into}", f"--pyi_out={into}", *protos])
             services = [p for p in protos if _SERVICE_RE.search((src / p).read_text())]
             if services:
                 _protoc(src, [f"--grpc_python_out={into}", *services])
-        for path in sorted(Path(tmp).rglob("*.py")):
+        for path in sorted([*Path(tmp).rglob("*.py"), *Path(tmp).rglob("*.pyi")]):
             rel = path.relative_to(tmp)
             if rel.parts[0] not in ROOTS or len(rel.parts) < 2:
                 raise SystemExit(f"unexpected output outside {ROOTS}: {rel}")
