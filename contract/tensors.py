@@ -18,11 +18,11 @@ DEFAULT_MAX_ELEMENTS = 1 << 26
 
 
 @functools.cache
-def _dtype_tables() -> tuple[dict[int, tuple[np.dtype, str]], dict[np.dtype, int]]:
+def _dtype_tables() -> tuple[dict[int, tuple[np.dtype[Any], str]], dict[np.dtype[Any], int]]:
     from .protos.tensorflow.core.framework import types_pb2
 
     # DataType -> (numpy dtype, the repeated field TF writes when tensor_content is not used)
-    to_numpy = {
+    to_numpy: dict[int, tuple[np.dtype[Any], str]] = {
         types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
         types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
         types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
@@ -54,7 +54,7 @@ def _dtype_name(dt: int) -> str:
     from .protos.tensorflow.core.framework import types_pb2
 
     try:
-        return types_pb2.DataType.Name(dt)
+        return str(types_pb2.DataType.Name(dt))
     except ValueError:
         return f"unknown DataType {dt}"
 
@@ -132,4 +132,4 @@ def array_to_tensor_proto(arr: np.ndarray) -> Any:
         raise InvalidInput(f"dtype {arr.dtype} cannot be sent as a TensorProto; use a real numeric or bool array")
     shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in arr.shape])
     content = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-    return tensor_pb2.TensorProto(dtype=dt, tensor_shape=shape, tensor_content=content)
+    return tensor_pb2.TensorProto(dtype=dt, tensor_shape=shape, tensor_content=content)  # type: ignore[arg-type]  # an int DataType

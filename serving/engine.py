@@ -231,7 +231,8 @@ class Engine:
         axes: bool = False,
     ) -> bytes:
         """Decode the grid in one batched call, tile it (and draw its axes), remember it in the LRU."""
-        z = images.latent_grid(n, scale, rt.signature["latent_dim"], dims=dims, fixed=fixed)
+        x, y = dims  # the two varied latent dims
+        z = images.latent_grid(n, scale, rt.signature["latent_dim"], dims=(x, y), fixed=fixed)
         mosaic = images.tile(self.predict_direct(rt, z), ncols=n)
         if axes:
             png = plots.manifold(mosaic, n, scale, dims, z[0], f"{rt.public_name}: decoded latent grid")

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from contract import tensors
 from contract.errors import InvalidInput, PayloadTooLarge, ServingError, Unimplemented, error_message, grpc_code
@@ -97,7 +97,7 @@ class PredictionServicer:
 
     def handlers(self) -> grpc.GenericRpcHandler:
         """The service's method handlers; requests are parsed here so undecodable bytes are INVALID_ARGUMENT."""
-        methods = {
+        methods: dict[str, tuple[Handler, Any]] = {
             "Predict": (self.Predict, predict_pb2.PredictRequest),
             "GetModelMetadata": (self.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest),
         }
@@ -107,7 +107,7 @@ class PredictionServicer:
         return grpc.method_handlers_generic_handler(SERVICE, table)
 
 
-def _serialize(message: Any) -> bytes:
+def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
 
@@ -151,7 +151,7 @@ def signature_def_map(signature: dict[str, Any]) -> get_model_metadata_pb2.Signa
     def tensor_info(spec: dict[str, Any]) -> Any:
         return meta_graph_pb2.TensorInfo(
             name=spec["name"],
-            dtype=tensors.tf_dtype(spec["dtype"]),
+            dtype=tensors.tf_dtype(spec["dtype"]),  # type: ignore[arg-type]  # the stubs type enums as DataType, values are ints
             tensor_shape=tensor_shape_pb2.TensorShapeProto(
                 dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in spec["shape"]]
             ),

@@ -68,7 +68,7 @@ def list_store(tags: Sequence[str] = ()) -> list[Stored]:
 
     models = [bentoml.models.get(tag) for tag in tags] if tags else bentoml.models.list()
     return [
-        Stored(m.tag.name, m.tag.version, m.creation_time.timestamp(), Path(m.path), dict(m.info.metadata))
+        Stored(m.tag.name, str(m.tag.version), m.creation_time.timestamp(), Path(m.path), dict(m.info.metadata))
         for m in models
     ]
 
@@ -247,8 +247,12 @@ class Lifecycle:
         task = asyncio.get_running_loop().create_task(self.engine.retire(rt, self.settings.retire_grace_s))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
-        task.add_done_callback(lambda _: (trim_memory(), self.write_worker_state()))
+        task.add_done_callback(self._retired)
         logger.info("retiring %s version %d", rt.store_name, rt.version_number)
+
+    def _retired(self, _: asyncio.Task[None]) -> None:
+        trim_memory()
+        self.write_worker_state()
 
     # ------------------------------------------------------------ control API
 

@@ -7,7 +7,7 @@ drawn once per model version and cached by the engine.
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query
@@ -20,7 +20,7 @@ from .http_front import VersionQuery, _csv, _model_headers, current_engine
 from .vae_routes import encoder_for
 
 router = APIRouter()
-PNG = {200: {"content": {"image/png": {}}}}
+PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}
 
 
 @router.get(

@@ -21,6 +21,7 @@ TAB10 = (
 )
 # matplotlib's "Blues" end points, for the confusion matrix cells.
 BLUES = ((247, 251, 255), (8, 48, 107))
+Color = tuple[int, int, int]
 INK, GRID, PAPER = (0, 0, 0), (200, 200, 200), (255, 255, 255)
 
 # Manifold frame: tick labels and the axis name on the left, the same below, the title on top.
@@ -43,15 +44,15 @@ def to_png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, anchor: str, size: int = 12, fill=INK) -> None:
+def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, anchor: str, size: int = 12, fill: Color = INK) -> None:
     draw.text(xy, text, fill=fill, font=font(size), anchor=anchor)
 
 
-def _vertical_text(img: Image.Image, centre: tuple[float, float], text: str, size: int = 12, fill=INK) -> None:
+def _vertical_text(img: Image.Image, centre: tuple[float, float], text: str, size: int = 12, fill: Color = INK) -> None:
     """``text`` rotated 90 degrees counter-clockwise, centred at ``centre`` (an axis label on the left)."""
     f = font(size)
     left, top, right, bottom = f.getbbox(text)
-    label = Image.new("RGBA", (right - left + 2, bottom - top + 2), (0, 0, 0, 0))
+    label = Image.new("RGBA", (int(right - left) + 2, int(bottom - top) + 2), (0, 0, 0, 0))
     ImageDraw.Draw(label).text((1 - left, 1 - top), text, font=f, fill=fill)
     label = label.rotate(90, expand=True)
     x, y = int(centre[0] - label.width / 2), int(centre[1] - label.height / 2)

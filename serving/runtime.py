@@ -93,15 +93,16 @@ class ModelRuntime:
 
     @property
     def public_name(self) -> str:
-        return self.signature.get("public_name") or self.metadata.get("public_name") or self.store_name
+        return str(self.signature.get("public_name") or self.metadata.get("public_name") or self.store_name)
 
     @property
     def task(self) -> str:
-        return self.signature["task"]
+        return str(self.signature["task"])
 
     @property
     def input_spec(self) -> dict[str, Any]:
-        return self.signature["inputs"][0]
+        spec: dict[str, Any] = self.signature["inputs"][0]
+        return spec
 
     @property
     def output_names(self) -> list[str]:
@@ -167,7 +168,8 @@ class ModelRuntime:
     def predict_all(self, batch: np.ndarray) -> list[np.ndarray]:
         if self.session is None:
             raise NotReady(f"model {self.store_name} is not loaded yet")
-        return self.session.run(self.output_names, {self.input_spec["name"]: batch})
+        outputs: list[np.ndarray] = self.session.run(self.output_names, {self.input_spec["name"]: batch})
+        return outputs
 
     def evaluation(self) -> dict[str, Any]:
         """What training recorded about the test set (``evaluation.json``): a confusion matrix, or latent means."""
@@ -199,7 +201,7 @@ class ModelRuntime:
 
 def mean_probabilities(outputs: Sequence[np.ndarray]) -> np.ndarray:
     """An ensemble's answer: the float32 mean of its members' probabilities (as training evaluated it)."""
-    return np.mean(np.stack(outputs), axis=0, dtype=np.float32)
+    return np.asarray(np.mean(np.stack(outputs), axis=0, dtype=np.float32))
 
 
 @dataclass
@@ -365,4 +367,4 @@ class Registry:
 def available_providers() -> list[str]:
     import onnxruntime as ort
 
-    return ort.get_available_providers()
+    return list(ort.get_available_providers())

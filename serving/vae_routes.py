@@ -150,13 +150,13 @@ def reconstruction_loss(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Per image: binary cross-entropy of prediction ``p`` against pixels ``x``, summed over the pixels."""
     x = x.reshape(len(x), -1).astype(np.float64)
     p = np.clip(p.reshape(len(p), -1).astype(np.float64), BCE_EPSILON, 1.0 - BCE_EPSILON)
-    return -(x * np.log(p) + (1.0 - x) * np.log(1.0 - p)).sum(axis=1)
+    return np.asarray(-(x * np.log(p) + (1.0 - x) * np.log(1.0 - p)).sum(axis=1))
 
 
 def kl_divergence(z_mean: np.ndarray, z_log_var: np.ndarray) -> np.ndarray:
     """Per image: KL(N(z_mean, exp(z_log_var)) || N(0, I)), summed over the latent dims (the training loss's KL)."""
     m, v = z_mean.astype(np.float64), z_log_var.astype(np.float64)
-    return -0.5 * (1.0 + v - m**2 - np.exp(v)).sum(axis=1)
+    return np.asarray(-0.5 * (1.0 + v - m**2 - np.exp(v)).sum(axis=1))
 
 
 @router.post(
