@@ -41,6 +41,8 @@ def npy_to_array(data: bytes, max_bytes: int) -> np.ndarray:
         raise InvalidInput("pickled .npy is not accepted; send a plain numeric array")
     if dtype.kind not in "biuf":
         raise InvalidInput(f".npy dtype {dtype} is not accepted; send a plain numeric array (uint8 or float32)")
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f".npy header declares negative dimensions {tuple(shape)}; send the output of numpy.save")
     count = math.prod(shape)
     offset = fp.tell()
     needed = count * dtype.itemsize
