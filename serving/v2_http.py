@@ -10,6 +10,7 @@ Errors are the protocol's ``{"error": message}`` with the service's status table
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import orjson
@@ -21,9 +22,9 @@ from starlette.exceptions import HTTPException
 
 from contract.errors import Forbidden, InvalidInput, ServingError, error_message, http_status
 
-from . import v2
+from . import codec, v2
 from .engine import Engine
-from .http_front import JSON, RETRY_AFTER_S, current_engine, invalid_request, until_disconnect
+from .http_front import JSON, JSON_SLACK, RETRY_AFTER_S, current_engine, invalid_request, until_disconnect
 from .lifecycle import Lifecycle
 from .runtime import ModelRuntime
 
@@ -207,6 +208,9 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
     engine, rt = _model(name, version)
     body = await request.body()
     header, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
+    rows = v2.row_limit(engine, rt)
+    per_row = math.prod(rt.row_shape)
+    codec.check_json_counts(header, rows * per_row + JSON_SLACK, rows * (1 + rt.row_shape[0]) + JSON_SLACK, f"{rows} rows of {rt.store_name}")
     try:
         req = InferenceRequest.model_validate(orjson.loads(header))
     except orjson.JSONDecodeError as e:
