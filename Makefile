@@ -51,7 +51,7 @@ quick-models: $(STAMP) ## train + export + register a quick profile (minutes)
 	$(PY) -m training build --profile quick --data-dir $(DATA_DIR)
 
 serve: $(STAMP) ## serve HTTP (BentoML, :3000) and gRPC (TF Serving API, :8500); builds quick models if the store is empty
-	$(PY) -m serving
+	SERVING_DRAIN_DELAY_S=$${SERVING_DRAIN_DELAY_S:-0} $(PY) -m serving
 
 loadtest: $(STAMP) ## bounded locust run against a service it starts (or URL=http://...); SLO verdict, exit 1 on breach
 	$(PY) -m loadtests run $(if $(URL),--url $(URL))
