@@ -10,7 +10,8 @@
 - :class:`RequestLimits`: 431 for request lines + headers over SERVING_MAX_HEADER_BYTES, 413 for
   bodies over SERVING_MAX_BODY_BYTES (declared or chunked), before they are buffered.
 - :class:`ConnectionRecycle`: ``Connection: close`` every Nth response of a keep-alive connection,
-  and on every response while the worker drains; counts in-flight requests for the drain.
+  and on every response while the worker drains; counts in-flight requests (for the drain, and to
+  answer 503 at once, before reading the body, past SERVING_MAX_IN_FLIGHT).
 
 Error bodies take the shape of the API the path belongs to: ``{"error"}`` under ``/v2``,
 ``{"error", "type"}`` everywhere else.
@@ -30,6 +31,7 @@ from contract.errors import (
     HeadersTooLarge,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     ServingError,
     error_body,
@@ -351,17 +353,26 @@ class ConnectionRecycle:
     after each answer moves clients to other replicas and leaves no idle connection to cut.
     """
 
-    def __init__(self, app: Any, every: int, drain: Drain | None = None, remember: int = 8192) -> None:
+    def __init__(self, app: Any, every: int, drain: Drain | None = None, remember: int = 8192,
+                 max_in_flight: int = 0, exempt: Sequence[str] = ("/livez", "/healthz", "/readyz", "/metrics")) -> None:
         self.app = app
         self.every = every
         self.drain = drain or DRAIN
         self.remember = remember
+        self.max_in_flight = max_in_flight
+        self.exempt = frozenset(exempt)
         self._served: OrderedDict[Any, int] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         drain = self.drain
+        if self.max_in_flight and drain.in_flight >= self.max_in_flight and scope["path"] not in self.exempt:
+            # Refused before the body is read or parsed: under overload the refusals stay cheap, so they stay fast.
+            declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+            unread_body = not declared.isdigit() or int(declared) > 65536
+            error = Overloaded(f"this worker holds {drain.in_flight} requests (SERVING_MAX_IN_FLIGHT); retry shortly")
+            return await send_error(scope, send, error, close=unread_body)
         drain.in_flight += 1
         drain.last_start = time.monotonic()
         try:

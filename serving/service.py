@@ -172,4 +172,4 @@ DigitsService.add_asgi_middleware(
 )
 DigitsService.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"}, openapi=_openapi)
 DigitsService.add_asgi_middleware(RequestLimits, max_body_bytes=SETTINGS.max_body_bytes, max_header_bytes=SETTINGS.max_header_bytes)
-DigitsService.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection)
+DigitsService.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection, max_in_flight=SETTINGS.max_in_flight)

@@ -165,6 +165,9 @@ class Settings:
     max_queue: int = _setting(
         128, _int(1), "requests waiting per model and worker; past it a request is refused at once (HTTP 503 + Retry-After, gRPC UNAVAILABLE)"
     )
+    max_in_flight: int = _setting(
+        256, _int(0), "HTTP requests one worker holds at once (health and metrics aside); past it a request is refused with 503 before its body is read (0 = no bound)"
+    )
     max_body_bytes: int = _setting(16 * MiB, _parse_bytes, "largest HTTP request body (accepts 16MiB style suffixes)")
     max_image_pixels: int = _setting(16_000_000, _int(1), "largest uploaded image, width x height (decompression-bomb guard)")
     max_images_per_request: int = _setting(256, _int(1), "most images in one JSON classify request")
