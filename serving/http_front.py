@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import bentoml
 import numpy as np
 import orjson
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
@@ -180,6 +180,8 @@ async def until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
 
 
 M = TypeVar("M", bound=BaseModel)
+# The model name in a path, with examples so generated tests (Schemathesis) reach real models too.
+ModelName = Annotated[str, Path(description="public name (lstm, vae2) or store name (mnist-lstm)", examples=["lstm", "mnist-lstm", "vae2"])]
 VersionQuery = Annotated[
     str | None,
     Query(description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served"),
@@ -349,7 +351,7 @@ async def models() -> Response:
 
 
 @api.get("/models/{name}", summary="One model by public name (lstm, vae2) or store name (mnist-lstm): the version requests go to")
-async def model_info(name: str, version: VersionQuery = None) -> Response:
+async def model_info(name: ModelName, version: VersionQuery = None) -> Response:
     entries = current_engine().describe_models()
     mine = [e for e in entries if name in (e["name"], e["store_name"])]
     if not mine:
@@ -368,7 +370,7 @@ class LabelRequest(BaseModel):
 
 
 @api.put("/models/{name}/labels/{label}", summary="Point a version label (stable, canary) at a served version; needs SERVING_MODEL_CONTROL")
-async def put_label(name: str, label: str, request: Request) -> Response:
+async def put_label(name: ModelName, label: str, request: Request) -> Response:
     body = await parse_json(request, LabelRequest, (JSON_SLACK, JSON_SLACK, "a label request"))
     lifecycle = _lifecycle()
     await lifecycle.set_label(name, label, body.version)
@@ -377,7 +379,7 @@ async def put_label(name: str, label: str, request: Request) -> Response:
 
 
 @api.delete("/models/{name}/labels/{label}", summary="Remove a version label; needs SERVING_MODEL_CONTROL")
-async def delete_label(name: str, label: str) -> Response:
+async def delete_label(name: ModelName, label: str) -> Response:
     await _lifecycle().set_label(name, label, None)
     rt = current_engine().registry.find(name)
     return JSON({"model": rt.store_name, "labels": current_engine().registry.labels.get(rt.store_name, {})})
