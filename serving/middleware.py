@@ -66,19 +66,31 @@ async def send_error(scope: Scope, send: Any, exc: BaseException, close: bool = 
 
 
 class _Tracked:
-    """A ``send`` wrapper that remembers how far the response got."""
+    """A ``send`` wrapper that remembers how far the response got; with ``quiet``, a send to a
+    connection the client already closed is dropped (as uvicorn drops those it knows of) instead of
+    raising through the app, which would log a fault that is only a client gone."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, quiet: bool = False) -> None:
         self.send = send
+        self.quiet = quiet
         self.started = False
         self.complete = False
+        self.client_gone = False
 
     async def __call__(self, message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             self.started = True
         elif message["type"] == "http.response.body" and not message.get("more_body", False):
             self.complete = True
-        await self.send(message)
+        if self.client_gone:
+            return
+        try:
+            await self.send(message)
+        except (RuntimeError, OSError) as e:
+            if not self.quiet:
+                raise
+            self.client_gone = True
+            logger.debug("the client went away before its answer: %s", e)
 
 
 class ErrorShield:
@@ -92,11 +104,11 @@ class ErrorShield:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        tracked = _Tracked(send)
+        tracked = _Tracked(send, quiet=True)
         try:
             await self.app(scope, receive, tracked)
         except Exception as exc:
-            if tracked.complete:
+            if tracked.complete or tracked.client_gone:
                 return  # answered already (the app logged it): keep the connection
             if tracked.started:
                 raise  # a half-sent response: only closing the connection tells the client

@@ -187,3 +187,17 @@ def test_json_counts_refuse_what_no_allowed_request_holds():
         codec.check_json_counts(b"[" * 4 + b"]" * 4, max_values=4, max_arrays=3, rows="2 rows")
     with pytest.raises(Exception, match="values"):
         codec.check_json_counts(b"[1,2,3,4,5]", max_values=4, max_arrays=3, rows="2 rows")
+
+
+def test_an_answer_to_a_client_that_left_is_dropped_quietly():
+    async def app(s, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    async def closed_transport(message):
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    asyncio.run(ErrorShield(app)(scope(), receive, closed_transport))  # no exception reaches the server
