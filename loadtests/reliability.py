@@ -686,7 +686,8 @@ async def paced(port: int, requests: Sequence[bytes], rate: float, seconds: floa
     return outcomes
 
 
-def h2load_paced(url: str, path: str, body: bytes, rate: float, seconds: float, clients: int) -> tuple[list[Outcome], dict[str, int]]:
+def h2load_paced(url: str, path: str, body: bytes, rate: float, seconds: float, clients: int,
+                 streams: int = 4) -> tuple[list[Outcome], dict[str, int]]:
     """Paced HTTP/1.1 load from h2load (C: little client CPU, so latencies are the server's): ``clients``
     keep-alive connections, each sending ``rate / clients`` requests per second for ``seconds``.
     Every request's start, status and time come from h2load's ``--log-file``; status 0 = no answer.
@@ -703,28 +704,46 @@ def h2load_paced(url: str, path: str, body: bytes, rate: float, seconds: float, 
         request = loadgen.build_request("POST", host, path, body)
         outcomes = asyncio.run(paced(int(urlsplit(url).port or 80), [request], rate, seconds, max_connections=clients))
         return outcomes, {"total": len(outcomes)}
+    streams = max(1, min(streams, clients))
     per_client = max(1, round(rate / clients))
     chunk = max(1, min(round(seconds), 90 // per_client))
     outcomes: list[Outcome] = []
     summary: dict[str, int] = {}
+    lock = threading.Lock()
     end = time.monotonic() + seconds
-    with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
-        body_file, log_file = Path(tmp) / "body", Path(tmp) / "log"
-        body_file.write_bytes(body)
+
+    def chain(k: int, n_clients: int, tmp: Path, body_file: Path) -> None:
+        # h2load fires every client's request at the same instants: the streams start a fraction of a
+        # period apart, so the server sees ``streams`` smaller bursts instead of one burst of every client.
+        time.sleep(k / per_client / streams)
+        log_file = tmp / f"log{k}"
         while (left := end - time.monotonic()) > 0.5:
             log_file.unlink(missing_ok=True)  # h2load appends
-            cmd = [exe, "--h1", "-c", str(clients), "-m", "1", "--rps", str(per_client), "-D", str(max(1, min(chunk, round(left)))),
+            cmd = [exe, "--h1", "-c", str(n_clients), "-m", "1", "--rps", str(per_client), "-D", str(max(1, min(chunk, round(left)))),
                    "-d", str(body_file), "-H", "Content-Type: application/json", "--log-file", str(log_file),
                    "-T", "30", "-N", "30", url.rstrip("/") + path]
             code, out, _ = wrkload.run_timed(cmd, None, chunk + 60)
-            for key, value in h2grpc.parse_summary(out).items():
-                summary[key] = summary.get(key, 0) + value
-            summary["exit"] = max(summary.get("exit", 0), code)
+            found = []
             for line in (log_file.read_text() if log_file.exists() else "").splitlines():
                 parts = line.split()
                 if len(parts) >= 3 and parts[0].isdigit() and parts[1].lstrip("-").isdigit():
                     status = max(0, int(parts[1]))
-                    outcomes.append(Outcome(int(parts[0]) / 1e6, int(parts[2]) / 1e6, status, "" if status else "lost"))
+                    found.append(Outcome(int(parts[0]) / 1e6, int(parts[2]) / 1e6, status, "" if status else "lost"))
+            with lock:
+                outcomes.extend(found)
+                for key, value in h2grpc.parse_summary(out).items():
+                    summary[key] = summary.get(key, 0) + value
+                summary["exit"] = max(summary.get("exit", 0), code)
+
+    with tempfile.TemporaryDirectory(prefix="h2load-") as tmp:
+        body_file = Path(tmp) / "body"
+        body_file.write_bytes(body)
+        sizes = [clients // streams + (1 if k < clients % streams else 0) for k in range(streams)]
+        threads = [threading.Thread(target=chain, args=(k, n, Path(tmp), body_file)) for k, n in enumerate(sizes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     outcomes.sort(key=lambda o: o.started)
     return outcomes, summary
 
