@@ -142,6 +142,9 @@ class DigitsService:
         logger.info("drained: HTTP stops (%d in flight)", DRAIN.in_flight)
         if callable(then):
             then(signal.SIGTERM, None)  # uvicorn's own: close the server, finish in-flight, run on_shutdown
+        else:  # no server handler to hand over to: terminate the default way
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
 
     @bentoml.on_shutdown
     async def stop_fronts(self) -> None:
