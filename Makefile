@@ -18,7 +18,7 @@ KSERVE_STAMP := $(KSERVE_VENV)/.installed
 export KSERVE_VENV
 
 .DEFAULT_GOAL := help
-.PHONY: help venv kserve-venv test test-unit models quick-models serve loadtest bench bento container deploy-check k8s-validate export-triton export-tfserving clean
+.PHONY: help venv kserve-venv test test-unit models quick-models serve loadtest reliability bench bento container deploy-check k8s-validate export-triton export-tfserving clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
@@ -51,10 +51,13 @@ quick-models: $(STAMP) ## train + export + register a quick profile (minutes)
 	$(PY) -m training build --profile quick --data-dir $(DATA_DIR)
 
 serve: $(STAMP) ## serve HTTP (BentoML, :3000) and gRPC (TF Serving API, :8500); builds quick models if the store is empty
-	$(PY) -m serving
+	SERVING_DRAIN_DELAY_S=$${SERVING_DRAIN_DELAY_S:-0} $(PY) -m serving
 
 loadtest: $(STAMP) ## bounded locust run against a service it starts (or URL=http://...); SLO verdict, exit 1 on breach
 	$(PY) -m loadtests run $(if $(URL),--url $(URL))
+
+reliability: $(STAMP) ## the reliability suite against a server it starts: Schemathesis, hostile inputs, faults under load, a MINUTES soak (default 10); exit 1 on any failure (needs wrk, h2load)
+	$(PY) -m loadtests.reliability --minutes $(or $(MINUTES),10) --out results/reliability-$$(date +%Y%m%d-%H%M%S)
 
 bench: $(STAMP) $(PEERS_STAMP) ## one benchmark table: in-process ORT, served, bulk, Keras baseline, manifold, start-up, RSS, and side by side with Triton + textbook BentoML (needs wrk, h2load)
 	$(PY) -m loadtests.bench

@@ -33,7 +33,7 @@ class ClientError(Exception):
 
 
 class InvalidRequestError(ClientError):
-    """The request was rejected as malformed or too large (HTTP 400/413/415/422, INVALID_ARGUMENT, RESOURCE_EXHAUSTED)."""
+    """The request was rejected as malformed or too large (HTTP 400/413/415/422/431, INVALID_ARGUMENT, RESOURCE_EXHAUSTED)."""
 
 
 class NotFoundError(ClientError):
@@ -59,7 +59,7 @@ class ServerError(ClientError):
 
 # class -> (HTTP statuses, gRPC code names). Anything not listed is a ServerError.
 ERROR_TABLE: dict[type[ClientError], tuple[frozenset[int], frozenset[str]]] = {
-    InvalidRequestError: (frozenset({400, 413, 415, 422}), frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"})),
+    InvalidRequestError: (frozenset({400, 413, 415, 422, 431}), frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"})),
     NotFoundError: (frozenset({404}), frozenset({"NOT_FOUND"})),
     UnavailableError: (frozenset({503}), frozenset({"UNAVAILABLE"})),
     DeadlineExceededError: (frozenset({504}), frozenset({"DEADLINE_EXCEEDED"})),

@@ -43,6 +43,14 @@ class PayloadTooLarge(ServingError):
     """Body, pixel count or item count over a configured limit."""
 
 
+class HeadersTooLarge(PayloadTooLarge):
+    """The request's headers (request line included) are over SERVING_MAX_HEADER_BYTES."""
+
+
+class MethodNotAllowed(ServingError):
+    """The path exists but not with this HTTP method."""
+
+
 class UnsupportedMediaType(ServingError):
     """The body's content type is not one this route accepts."""
 
@@ -78,6 +86,8 @@ ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
     VersionNotFound: (404, "NOT_FOUND"),
     Forbidden: (403, "PERMISSION_DENIED"),
     PayloadTooLarge: (413, "RESOURCE_EXHAUSTED"),
+    HeadersTooLarge: (431, "RESOURCE_EXHAUSTED"),
+    MethodNotAllowed: (405, "INVALID_ARGUMENT"),  # HTTP only, like 415
     UnsupportedMediaType: (415, "INVALID_ARGUMENT"),
     Unimplemented: (501, "UNIMPLEMENTED"),
     NotReady: (503, "UNAVAILABLE"),

@@ -26,6 +26,10 @@ NOISE_FLOOR = 0.1
 # Uploads larger than this (longest side) are box-reduced by an integer factor before the float work.
 WORKING_SIZE = 1024
 EXIF_ORIENTATION = 0x0112
+# Formats uploads may use: one picture each, whose header states its real size. Containers such as
+# ICO/ICNS/MPO state one size and decode another (a 20 KB ICO can embed a 13000 x 13000 PNG), and
+# the exotic plugins are attack surface for nothing a digit needs.
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -38,11 +42,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise InvalidImage("the image file is empty; expected a PNG or JPEG file")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
     except Image.DecompressionBombError as e:
         raise PayloadTooLarge(_bomb_message(max_pixels)) from e
     except UnidentifiedImageError as e:
-        raise InvalidImage("the file is not an image Pillow can read; expected a PNG or JPEG file") from e
+        raise InvalidImage(f"the file is not an image in an accepted format ({', '.join(UPLOAD_FORMATS)}); expected a PNG or JPEG file") from e
     except Exception as e:  # format plugins fail with assorted types (OSError, SyntaxError, struct.error, ...)
         raise InvalidImage(f"the image header is corrupt ({e}); expected a valid PNG or JPEG file") from e
     width, height = img.size

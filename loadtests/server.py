@@ -54,6 +54,8 @@ def launch(
         **os.environ,
         "SERVING_HOST": "127.0.0.1",
         "BENTOML_DO_NOT_TRACK": "True",
+        # a local server has no endpoints to leave: stop at once on SIGTERM unless told otherwise
+        "SERVING_DRAIN_DELAY_S": os.environ.get("SERVING_DRAIN_DELAY_S", "0"),
         **({"BENTOML_HOME": bentoml_home} if bentoml_home else {}),
         **(extra_env or {}),
     }

@@ -2,7 +2,10 @@
 
 Builds the quick model profile first when the store is empty, then replaces itself with
 ``bentoml serve`` (no supervisor process: every BentoML worker runs the HTTP and the gRPC
-front over one engine). SIGTERM goes straight to BentoML, whose workers drain both fronts.
+front over one engine). SIGTERM goes straight to BentoML, whose workers drain both fronts:
+unready at once, still answering for SERVING_DRAIN_DELAY_S (default 5 s, for Kubernetes' endpoint
+propagation; `make serve` sets 0), then finishing what they accepted (SERVING_DRAIN_TIMEOUT_S).
+BentoML kills a worker 30 s after SIGTERM, so keep the delay + timeout under that.
 """
 from __future__ import annotations
 
@@ -68,8 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Nothing left to supervise: each BentoML worker runs both fronts, so become `bentoml serve`.
     os.execv(sys.executable, [
         sys.executable, "-m", "bentoml", "serve", target, "--host", args.host, "--port", str(args.http_port),
-        # uvicorn's own bound on in-flight requests at shutdown
+        # uvicorn's own bound on in-flight requests at shutdown (after the service's drain, serving/service.py)
         "--timeout-graceful-shutdown", str(max(1, math.ceil(settings.drain_timeout_s))),
+        # idle keep-alive connections are closed after this long
+        "--timeout-keep-alive", str(settings.keepalive_timeout_s),
     ])
 
 

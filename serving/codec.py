@@ -41,6 +41,8 @@ def npy_to_array(data: bytes, max_bytes: int) -> np.ndarray:
         raise InvalidInput("pickled .npy is not accepted; send a plain numeric array")
     if dtype.kind not in "biuf":
         raise InvalidInput(f".npy dtype {dtype} is not accepted; send a plain numeric array (uint8 or float32)")
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f".npy header declares negative dimensions {tuple(shape)}; send the output of numpy.save")
     count = math.prod(shape)
     offset = fp.tell()
     needed = count * dtype.itemsize
@@ -64,6 +66,19 @@ def arrays_to_npz(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **{name: np.asarray(a) for name, a in arrays.items()})
     return buf.getvalue()
+# --- JSON pre-check ---------------------------------------------------------------------
+
+
+def check_json_counts(body: bytes, max_values: int, max_arrays: int, rows: str) -> None:
+    """Refuse, before parsing, a JSON body with more arrays or values than any request within the
+    row limits can hold: parsing ten million tiny arrays costs seconds and hundreds of MB before a
+    row check could refuse them. Counts ``[`` and ``,`` bytes (an upper bound; strings may hold some)."""
+    arrays = body.count(b"[")
+    if arrays > max_arrays:
+        raise PayloadTooLarge(f"the JSON body holds {arrays} arrays; at most {max_arrays} fit {rows}")
+    values = body.count(b",") + 1
+    if values > max_values:
+        raise PayloadTooLarge(f"the JSON body holds about {values} values; at most {max_values} fit {rows}")
 
 
 # --- validation -------------------------------------------------------------------------

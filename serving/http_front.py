@@ -11,20 +11,33 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Annotated, Any, Literal, TypeVar
 
 import bentoml
 import numpy as np
 import orjson
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Path, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException
 
 from contract import images
-from contract.errors import Forbidden, InvalidInput, ModelNotFound, NotFound, NotReady, VersionNotFound, Overloaded, PayloadTooLarge, ServingError, error_body, http_status
+from contract.errors import (
+    Forbidden,
+    InvalidInput,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ServingError,
+    VersionNotFound,
+    error_body,
+    http_status,
+)
 
 from . import codec
 from .engine import Engine
@@ -135,6 +148,25 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
     return await _serving_error(request, invalid_request(exc.errors()))
 
 
+def http_exception_error(exc: HTTPException, method: str, path: str) -> ServingError:
+    """Starlette's and FastAPI's own HTTPExceptions (405, multipart and body parsing) as our errors."""
+    detail = exc.detail if isinstance(exc.detail, str) else "the request is not acceptable"
+    if exc.status_code == 404:
+        return NotFound(f"no route {method} {path[:200]}; see /docs.json")
+    if exc.status_code == 405:
+        return MethodNotAllowed(f"{path[:200]} does not take {method}; see /docs.json")
+    if exc.status_code == 413:
+        return PayloadTooLarge(detail)
+    if 400 <= exc.status_code < 500:
+        return InvalidInput(f"the request could not be read: {detail}")
+    return ServingError(detail)
+
+
+@api.exception_handler(HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    return await _serving_error(request, http_exception_error(exc, request.method, request.url.path))
+
+
 @api.exception_handler(Exception)
 async def _unexpected(_: Request, exc: Exception) -> Response:
     logger.exception("unexpected error", exc_info=exc)
@@ -161,6 +193,8 @@ async def until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
 
 
 M = TypeVar("M", bound=BaseModel)
+# The model name in a path, with examples so generated tests (Schemathesis) reach real models too.
+ModelName = Annotated[str, Path(description="public name (lstm, vae2) or store name (mnist-lstm)", examples=["lstm", "mnist-lstm", "vae2"])]
 VersionQuery = Annotated[
     str | None,
     Query(description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served"),
@@ -172,9 +206,17 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-async def parse_json(request: Request, model: type[M]) -> M:
-    """The body as ``model``: orjson (3-4x the stdlib's speed on pixel arrays), then pydantic for the fields."""
+# Per row: values and JSON arrays a request may need (an image is 28 x 28 = 784 values in 29 arrays;
+# a latent point is one array of latent_dim <= LATENT_VALUES values); the slack covers the other fields.
+IMAGE_VALUES, IMAGE_ARRAYS, LATENT_VALUES, JSON_SLACK = 28 * 28, 29, 1024, 64
+
+
+async def parse_json(request: Request, model: type[M], counts: tuple[int, int, str] | None = None) -> M:
+    """The body as ``model``: orjson (3-4x the stdlib's speed on pixel arrays), then pydantic for the fields.
+    ``counts``: (most values, most arrays, what that allows) checked before parsing."""
     body = await request.body()
+    if counts is not None:
+        codec.check_json_counts(body, *counts)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -197,8 +239,9 @@ async def parse_json(request: Request, model: type[M]) -> M:
     openapi_extra=json_body(ClassifyRequest),
 )
 async def classify(request: Request) -> Response:
-    body = await parse_json(request, ClassifyRequest)
     engine = current_engine()
+    rows = engine.settings.max_images_per_request
+    body = await parse_json(request, ClassifyRequest, (rows * IMAGE_VALUES + JSON_SLACK, rows * IMAGE_ARRAYS + JSON_SLACK, f"{rows} images"))
     rt = engine.model("classification", body.model, body.version)
     pixels = codec.pixels_from_json(body.images)
     if pixels.ndim == 2:
@@ -279,8 +322,9 @@ async def classify_batch(
     openapi_extra=json_body(GenerateRequest),
 )
 async def generate(request: Request) -> Response:
-    body = await parse_json(request, GenerateRequest)
     engine = current_engine()
+    rows = engine.settings.max_generate_n
+    body = await parse_json(request, GenerateRequest, (rows * LATENT_VALUES + JSON_SLACK, rows + JSON_SLACK, f"{rows} latent points"))
     rt = engine.model("generation", body.model, body.version)
     z = codec.floats_from_json(body.z, "z")
     if z.ndim == 1:
@@ -291,8 +335,14 @@ async def generate(request: Request) -> Response:
     return _images_response(rt, decoded, body.format)
 
 
-@api.post("/generate/sample", summary="n images from z ~ N(0, I), reproducible by seed", responses=PNG_OR_JSON)
-async def sample(body: SampleRequest, request: Request) -> Response:
+@api.post(
+    "/generate/sample",
+    summary="n images from z ~ N(0, I), reproducible by seed",
+    responses=PNG_OR_JSON,
+    openapi_extra=json_body(SampleRequest),
+)
+async def sample(request: Request) -> Response:
+    body = await parse_json(request, SampleRequest, (JSON_SLACK, JSON_SLACK, "a sample request"))
     engine = current_engine()
     rt = engine.model("generation", body.model, body.version)
     if body.n > engine.settings.max_generate_n:
@@ -342,7 +392,7 @@ async def models() -> Response:
 
 
 @api.get("/models/{name}", summary="One model by public name (lstm, vae2) or store name (mnist-lstm): the version requests go to")
-async def model_info(name: str, version: VersionQuery = None) -> Response:
+async def model_info(name: ModelName, version: VersionQuery = None) -> Response:
     entries = current_engine().describe_models()
     mine = [e for e in entries if name in (e["name"], e["store_name"])]
     if not mine:
@@ -361,8 +411,8 @@ class LabelRequest(BaseModel):
 
 
 @api.put("/models/{name}/labels/{label}", summary="Point a version label (stable, canary) at a served version; needs SERVING_MODEL_CONTROL")
-async def put_label(name: str, label: str, request: Request) -> Response:
-    body = await parse_json(request, LabelRequest)
+async def put_label(name: ModelName, label: str, request: Request) -> Response:
+    body = await parse_json(request, LabelRequest, (JSON_SLACK, JSON_SLACK, "a label request"))
     lifecycle = _lifecycle()
     await lifecycle.set_label(name, label, body.version)
     rt = current_engine().registry.find(name)
@@ -370,7 +420,7 @@ async def put_label(name: str, label: str, request: Request) -> Response:
 
 
 @api.delete("/models/{name}/labels/{label}", summary="Remove a version label; needs SERVING_MODEL_CONTROL")
-async def delete_label(name: str, label: str) -> Response:
+async def delete_label(name: ModelName, label: str) -> Response:
     await _lifecycle().set_label(name, label, None)
     rt = current_engine().registry.find(name)
     return JSON({"model": rt.store_name, "labels": current_engine().registry.labels.get(rt.store_name, {})})
@@ -410,103 +460,3 @@ def _images_response(rt: ModelRuntime, decoded: np.ndarray, fmt: str) -> Respons
         return JSON({"model": rt.public_name, "version": rt.version, "images": pixels})
     picture = pixels[0] if len(pixels) == 1 else images.tile(pixels)
     return Response(images.to_png(picture), media_type="image/png", headers=_model_headers(rt))
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for request bodies over SERVING_MAX_BODY_BYTES, before they are buffered."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSON(error_body(self._error(int(declared))), status_code=413)
-            return await response(scope, receive, send)
-        received = 0
-
-        async def counted() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise self._error(received)
-            return message
-
-        await self.app(scope, counted, send)
-
-    def _error(self, size: int) -> PayloadTooLarge:
-        return PayloadTooLarge(f"request body of {size} bytes is over the {self.max_bytes}-byte limit (SERVING_MAX_BODY_BYTES)")
-
-
-class RouteFallback:
-    """ASGI middleware for paths no mounted app routes: ``GET /v2`` is the v2 root, and an unknown
-    path's 404 is the one JSON error shape instead of the router's plain text."""
-
-    def __init__(self, app: Any, aliases: dict[str, str]) -> None:
-        self.app = app
-        self.aliases = aliases
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        alias = self.aliases.get(scope["path"])
-        if alias is not None:
-            scope = {**scope, "path": alias, "raw_path": alias.encode()}
-        replaced = False
-
-        async def sending(message: dict[str, Any]) -> None:
-            nonlocal replaced
-            if message["type"] == "http.response.start" and message["status"] == 404:
-                headers = dict(message.get("headers") or ())
-                if headers.get(b"content-type", b"").startswith(b"text/plain"):
-                    replaced = True
-                    error = NotFound(f"no route {scope['method']} {scope['path'][:200]}; see /docs")
-                    body = orjson.dumps(error_body(error))
-                    await send({**message, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-                    await send({"type": "http.response.body", "body": body})
-                    return
-            if not replaced:
-                await send(message)
-
-        await self.app(scope, receive, sending)
-
-
-class ConnectionRecycle:
-    """ASGI middleware: ``Connection: close`` on every Nth response of a keep-alive connection.
-
-    Workers share one listening socket and the kernel hands a burst of new connections to whichever
-    worker accepts first, so long-lived keep-alive clients can pile onto one worker (and stay on the
-    survivor when a worker dies). Closing each connection after ``every`` requests makes clients
-    reconnect, and a reconnect lands on a worker that is waiting in ``accept``: load evens out within
-    seconds, at the cost of one loopback/LAN handshake per ``every`` requests.
-    """
-
-    def __init__(self, app: Any, every: int, remember: int = 8192) -> None:
-        self.app = app
-        self.every = every
-        self.remember = remember
-        self._served: OrderedDict[Any, int] = OrderedDict()
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        client = scope.get("client")
-        if scope["type"] != "http" or not self.every or client is None:
-            return await self.app(scope, receive, send)
-        key = tuple(client)
-        count = self._served.pop(key, 0) + 1
-        if count < self.every:
-            self._served[key] = count  # most recent last; the oldest entries are forgotten first
-            if len(self._served) > self.remember:
-                self._served.popitem(last=False)
-            return await self.app(scope, receive, send)
-
-        async def closing(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, closing)

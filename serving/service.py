@@ -1,10 +1,21 @@
 """The BentoML service: launcher, packaging and lifecycle of one engine per worker, with its fronts.
 
 Each worker builds one :class:`~serving.engine.Engine` (loads and warms every model before it
-accepts connections), mounts the HTTP front (``/v1``) and the demo page (``/demo``) and, on start-up, runs the TF-Serving gRPC
-front on the same event loop. BentoML keeps ``/livez``, ``/readyz`` and ``/metrics``. On SIGTERM
-the worker turns unready, stops accepting on both protocols and finishes what it accepted,
-bounded by SERVING_DRAIN_TIMEOUT_S.
+accepts connections), mounts the HTTP front (``/v1``), the v2 front (``/v2``) and the demo page
+(``/demo``) and, on start-up, runs the gRPC front and the model lifecycle on the same event loop.
+BentoML keeps ``/livez`` and ``/readyz``; ``/metrics`` and ``/docs.json`` are the service's own
+(serving/middleware.py, serving/openapi.py).
+
+On SIGTERM a worker drains without losing a request:
+
+1. at once: unready (``/readyz`` and v2 ready 503, gRPC health NOT_SERVING) and every HTTP answer
+   carries ``Connection: close``, so keep-alive clients move elsewhere;
+2. for SERVING_DRAIN_DELAY_S it keeps accepting and answering (Kubernetes removes the pod from its
+   endpoints meanwhile);
+3. then it stops accepting: the HTTP listener drops new handshakes and the worker accepts what the
+   kernel already queued (serving/drain.py); gRPC sends GOAWAY and finishes its calls;
+4. once no HTTP request is in flight and none started for a moment, uvicorn shuts down (nothing
+   left to cut), bounded by SERVING_DRAIN_TIMEOUT_S; then the batchers stop.
 """
 from __future__ import annotations
 
@@ -12,16 +23,19 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 from typing import Any
 
 import bentoml
 
-from . import plot_routes, vae_routes
+from . import drain, openapi, plot_routes, vae_routes
 from .demo_front import demo
 from .engine import Engine
-from .http_front import BodyLimit, ConnectionRecycle, RouteFallback, api
-from .v2_http import api as v2_api
+from .http_front import api
+from .metrics import LATENCY_BUCKETS
+from .middleware import DRAIN, ConnectionRecycle, ErrorShield, HttpMetrics, RequestLimits, RouteFallback, RouteTemplates
 from .settings import Settings, unknown_env_names
+from .v2_http import api as v2_api
 
 logger = logging.getLogger("serving.service")
 
@@ -47,6 +61,9 @@ api.include_router(plot_routes.router)
     tracing={} if SETTINGS.tracing else {"excluded_urls": ".*"},
     http={"host": SETTINGS.host, "port": SETTINGS.http_port},
     logging={"access": {"enabled": SETTINGS.access_log}},
+    # BentoML labels its request metrics with the raw path: one series (and ~70 KB per worker) for
+    # every URL a client invents. HttpMetrics keeps its names with route templates instead.
+    metrics={"enabled": False},
 )
 class DigitsService:
     """Serves every stored model (or SERVING_MODELS) from ONNX Runtime over HTTP and gRPC."""
@@ -61,6 +78,7 @@ class DigitsService:
         self.engine = Engine.from_store(SETTINGS, pinned)
         self.grpc: Any = None  # the GrpcFront, when SERVING_GRPC_PORT is not 0
         self._grpc_stopped: asyncio.Task[None] | None = None
+        self._drained: asyncio.Task[None] | None = None
         # Load before this worker accepts connections: workers share one socket and each has its own
         # engine, so a worker still loading must not be the one that answers /readyz (or a request).
         try:
@@ -74,7 +92,7 @@ class DigitsService:
     @bentoml.on_startup
     async def start_grpc(self) -> None:
         """Start the gRPC front and the model lifecycle (hot reload) on this worker's loop, and hear
-        SIGTERM before the HTTP server drains."""
+        SIGTERM before the HTTP server does."""
         if self.engine.lifecycle is not None:
             self.engine.lifecycle.start()
         if SETTINGS.grpc_port:
@@ -86,9 +104,7 @@ class DigitsService:
         previous = signal.getsignal(signal.SIGTERM)
 
         def on_sigterm(signum: int, frame: Any) -> None:
-            loop.call_soon_threadsafe(self._begin_drain)
-            if callable(previous):
-                previous(signum, frame)  # uvicorn's own: stop accepting HTTP, finish in-flight requests
+            loop.call_soon_threadsafe(self._begin_drain, previous)
 
         signal.signal(signal.SIGTERM, on_sigterm)
         # Everything loaded so far lives as long as the worker: keep the collector from re-scanning it.
@@ -100,23 +116,72 @@ class DigitsService:
         # survive into the older generations whose collections were the tail (p99 25 -> 13 ms at 32 connections).
         gc.set_threshold(SETTINGS.gc_gen0_threshold, *gc.get_threshold()[1:])
 
-    def _begin_drain(self) -> None:
+    def _begin_drain(self, then: Any = None) -> None:
         if self.engine.draining:
             return
         self.engine.draining = True
-        logger.info("SIGTERM: unready; draining in-flight requests (up to %.0fs)", SETTINGS.drain_timeout_s)
+        DRAIN.draining = True
+        logger.info("SIGTERM: unready; answering for %.1fs more, then draining (up to %.0fs)",
+                    SETTINGS.drain_delay_s, SETTINGS.drain_timeout_s)
+        if self.grpc is not None:
+            asyncio.ensure_future(self.grpc.set_serving(False))
+        self._drained = asyncio.ensure_future(self._drain(then))
+
+    async def _drain(self, then: Any) -> None:
+        """Steps 2-4 of the module's drain; ``then`` is uvicorn's SIGTERM handler."""
+        await asyncio.sleep(SETTINGS.drain_delay_s)
+        deadline = time.monotonic() + SETTINGS.drain_timeout_s
         if self.grpc is not None:
             self._grpc_stopped = asyncio.ensure_future(self.grpc.stop(SETTINGS.drain_timeout_s))
+        listeners = drain.listening_sockets(SETTINGS.http_port)
+        try:
+            for sock in listeners:
+                drain.refuse_new_connections(sock)
+            # Accept (and answer) whatever the kernel queued before the filter: closing the listener
+            # would reset those connections.
+            while time.monotonic() < deadline and any(drain.accept_queue_length(sock) for sock in listeners):
+                await asyncio.sleep(0.02)
+        finally:
+            for sock in listeners:
+                sock.close()
+        # A connection accepted just now sends its request within milliseconds; every answer closes
+        # its connection, so once nothing is in flight or starting, no open connection has a request.
+        while time.monotonic() < deadline and DRAIN.quiet_for() < QUIET_S:
+            await asyncio.sleep(0.02)
+        logger.info("drained: HTTP stops (%d in flight)", DRAIN.in_flight)
+        if callable(then):
+            then(signal.SIGTERM, None)  # uvicorn's own: close the server, finish in-flight, run on_shutdown
+        else:  # no server handler to hand over to: terminate the default way
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
 
     @bentoml.on_shutdown
     async def stop_fronts(self) -> None:
         """After HTTP has drained: let gRPC finish too, then stop the batchers."""
-        self._begin_drain()
+        if self._grpc_stopped is None and self.grpc is not None:
+            self._grpc_stopped = asyncio.ensure_future(self.grpc.stop(SETTINGS.drain_timeout_s))
+        self.engine.draining = True
         if self._grpc_stopped is not None:
             await self._grpc_stopped
         await self.engine.close()
 
 
-DigitsService.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"})
-DigitsService.add_asgi_middleware(BodyLimit, max_bytes=SETTINGS.max_body_bytes)
-DigitsService.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection)
+# After the last request started, how long the drain waits for a request on a just-accepted connection.
+QUIET_S = 0.25
+
+
+def _openapi() -> dict[str, Any]:
+    return openapi.document([("/v1", api), ("/v2", v2_api)], api.title, api.description or "", api.version)
+
+
+# Outermost first.
+DigitsService.add_asgi_middleware(ErrorShield)
+DigitsService.add_asgi_middleware(
+    HttpMetrics,
+    templates=RouteTemplates([("/v1", api), ("/v2", v2_api), ("/demo", demo)], exact=["/", "/v2", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"]),
+    service_name="digits",
+    buckets=LATENCY_BUCKETS,
+)
+DigitsService.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"}, openapi=_openapi)
+DigitsService.add_asgi_middleware(RequestLimits, max_body_bytes=SETTINGS.max_body_bytes, max_header_bytes=SETTINGS.max_header_bytes)
+DigitsService.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection, max_in_flight=SETTINGS.max_in_flight)

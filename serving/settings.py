@@ -165,6 +165,9 @@ class Settings:
     max_queue: int = _setting(
         128, _int(1), "requests waiting per model and worker; past it a request is refused at once (HTTP 503 + Retry-After, gRPC UNAVAILABLE)"
     )
+    max_in_flight: int = _setting(
+        256, _int(0), "HTTP requests one worker holds at once (health and metrics aside); past it a request is refused with 503 before its body is read (0 = no bound)"
+    )
     max_body_bytes: int = _setting(16 * MiB, _parse_bytes, "largest HTTP request body (accepts 16MiB style suffixes)")
     max_image_pixels: int = _setting(16_000_000, _int(1), "largest uploaded image, width x height (decompression-bomb guard)")
     max_images_per_request: int = _setting(256, _int(1), "most images in one JSON classify request")
@@ -173,7 +176,17 @@ class Settings:
     max_manifold_n: int = _setting(40, _int(1), "largest manifold grid side n (n x n images decoded in one batch)")
     manifold_cache: int = _setting(32, _int(0), "manifold PNGs kept in memory (LRU; 0 = off); the default 30x30 grid is rendered at start-up")
     grpc_max_message_bytes: int = _setting(16 * MiB, _parse_bytes, "largest gRPC message, both directions")
-    drain_timeout_s: float = _setting(20.0, _float(0.0), "seconds to finish in-flight requests on shutdown")
+    drain_delay_s: float = _setting(
+        5.0, _float(0.0),
+        "seconds after SIGTERM that the server still accepts and answers while reporting unready (time for Kubernetes to take it out of its endpoints); `make serve` uses 0",
+    )
+    drain_timeout_s: float = _setting(
+        20.0, _float(0.0), "after the drain delay: seconds to finish every accepted request before exiting (pod grace >= delay + this)"
+    )
+    keepalive_timeout_s: int = _setting(5, _int(1), "idle HTTP keep-alive connections are closed after this many seconds (uvicorn's timeout_keep_alive)")
+    max_header_bytes: int = _setting(
+        64 << 10, _parse_bytes, "largest HTTP request line + headers; larger requests get 431 (accepts 64KiB style suffixes)"
+    )
     request_timeout_s: float = _setting(
         10.0, _float(0.001), "longest time to a response's first byte before a 504 (BentoML's traffic timeout)"
     )

@@ -10,10 +10,11 @@ Errors are the protocol's ``{"error": message}`` with the service's status table
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -21,15 +22,17 @@ from starlette.exceptions import HTTPException
 
 from contract.errors import Forbidden, InvalidInput, ServingError, error_message, http_status
 
-from . import v2
+from . import codec, v2
 from .engine import Engine
-from .http_front import JSON, RETRY_AFTER_S, current_engine, invalid_request, until_disconnect
+from .http_front import JSON, JSON_SLACK, RETRY_AFTER_S, current_engine, invalid_request, until_disconnect
 from .lifecycle import Lifecycle
 from .runtime import ModelRuntime
 
 logger = logging.getLogger("serving.v2")
 
 HEADER_LENGTH = "inference-header-content-length"
+# The model name in a path, with examples so generated tests (Schemathesis) reach real models too.
+ModelName = Annotated[str, Path(description="store name (mnist-lstm) or public name (lstm, vae2)", examples=["mnist-lstm", "lstm", "vae2"])]
 
 api = FastAPI(
     title="Open Inference Protocol (KServe v2)",
@@ -117,20 +120,20 @@ def _model(name: str, version: str | None) -> tuple[Engine, ModelRuntime]:
 
 @api.get("/models/{name}", summary="Model metadata: versions, platform, input and output tensors")
 @api.get("/models/{name}/versions/{version}", summary="Model metadata of one version")
-async def model_metadata(name: str, version: str | None = None) -> Response:
+async def model_metadata(name: ModelName, version: str | None = None) -> Response:
     return JSON(v2.model_metadata(*_model(name, version)))
 
 
 @api.get("/models/{name}/ready", summary="Model readiness: 200 when ready")
 @api.get("/models/{name}/versions/{version}/ready", summary="Readiness of one version")
-async def model_ready(name: str, version: str | None = None) -> Response:
+async def model_ready(name: ModelName, version: str | None = None) -> Response:
     rt = _model(name, version)[1]
     return JSON({"name": rt.store_name, "ready": True})
 
 
 @api.get("/models/{name}/config", summary="Triton model configuration (JSON), as perf_analyzer reads it")
 @api.get("/models/{name}/versions/{version}/config", summary="Triton model configuration of one version")
-async def model_config(name: str, version: str | None = None) -> Response:
+async def model_config(name: ModelName, version: str | None = None) -> Response:
     engine, rt = _model(name, version)
     return JSON(v2.model_config(engine, rt))
 
@@ -173,7 +176,7 @@ async def repository_index() -> Response:
     "/repository/models/{name}/load",
     summary="Serve a model (parameters.version: one version) now, on every worker; needs SERVING_MODEL_CONTROL",
 )
-async def repository_load(name: str, request: Request) -> Response:
+async def repository_load(name: ModelName, request: Request) -> Response:
     await _lifecycle(current_engine()).load(name, await _version_parameter(request))
     return JSON({})
 
@@ -182,7 +185,7 @@ async def repository_load(name: str, request: Request) -> Response:
     "/repository/models/{name}/unload",
     summary="Stop serving a model (parameters.version: one version), on every worker; needs SERVING_MODEL_CONTROL",
 )
-async def repository_unload(name: str, request: Request) -> Response:
+async def repository_unload(name: ModelName, request: Request) -> Response:
     await _lifecycle(current_engine()).unload(name, await _version_parameter(request))
     return JSON({})
 
@@ -203,10 +206,13 @@ _INFER_DOC = {
 
 @api.post("/models/{name}/infer", summary="Inference (JSON tensors or binary tensor data)", openapi_extra=_INFER_DOC)
 @api.post("/models/{name}/versions/{version}/infer", summary="Inference on one version", openapi_extra=_INFER_DOC)
-async def infer(request: Request, name: str, version: str | None = None) -> Response:
+async def infer(request: Request, name: ModelName, version: str | None = None) -> Response:
     engine, rt = _model(name, version)
     body = await request.body()
     header, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
+    rows = v2.row_limit(engine, rt)
+    per_row = math.prod(rt.row_shape)
+    codec.check_json_counts(header, rows * per_row + JSON_SLACK, rows * (1 + rt.row_shape[0]) + JSON_SLACK, f"{rows} rows of {rt.store_name}")
     try:
         req = InferenceRequest.model_validate(orjson.loads(header))
     except orjson.JSONDecodeError as e:

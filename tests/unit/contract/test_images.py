@@ -176,6 +176,40 @@ def test_decode_random_bytes_is_invalid_image():
         decode_image(np.random.default_rng(1).bytes(2000), MAX_PIXELS)
 
 
+def big_png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (grey, 1 bit) with a few rows of data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 4000)) + chunk(b"IEND", b"")
+
+
+def ico_embedding(png: bytes) -> bytes:
+    """An ICO whose one directory entry says 256 x 256 and points at ``png``."""
+    header = struct.pack("<HHH", 0, 1, 1)
+    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 6 + 16)
+    return header + entry + png
+
+
+def test_decode_refuses_containers_that_hide_the_real_size():
+    # A 20 KB ICO embedding a 13000 x 13000 PNG decoded 169 MP before the size check could see it.
+    bomb = ico_embedding(big_png_header(13_000, 13_000))
+    with pytest.raises(InvalidImage, match="accepted format"):
+        decode_image(bomb, MAX_PIXELS)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "WEBP", "TIFF"])
+def test_decode_accepts_plain_formats_besides_png_and_jpeg(fmt):
+    assert decode_image(encode(Image.new("L", (30, 20)), fmt), MAX_PIXELS).size == (30, 20)
+
+
+def test_decode_checks_the_declared_size_of_plain_formats():
+    with pytest.raises(PayloadTooLarge, match="pixels"):
+        decode_image(big_png_header(13_000, 13_000), MAX_PIXELS)
+
+
 def test_decode_empty_body_is_invalid_image():
     with pytest.raises(InvalidImage, match="empty"):
         decode_image(b"", MAX_PIXELS)

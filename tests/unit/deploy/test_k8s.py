@@ -283,6 +283,10 @@ def test_termination_grace_covers_prestop_and_drain(variant: str) -> None:
     drain = Settings.from_env(objs["ConfigMap"]["data"]).drain_timeout_s
     # The launcher gives its children drain + 10 s before killing them (serving/__main__.py).
     assert pod_spec(objs)["terminationGracePeriodSeconds"] >= float(command[1]) + drain + 10
+    # The in-process drain delay comes before the drain, and BentoML kills a worker 30 s after SIGTERM.
+    delay = Settings.from_env(objs["ConfigMap"]["data"]).drain_delay_s
+    assert pod_spec(objs)["terminationGracePeriodSeconds"] >= float(command[1]) + delay + drain + 10
+    assert delay + drain < 30
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

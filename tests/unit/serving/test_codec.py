@@ -70,6 +70,25 @@ def test_npy_truncated_data_is_invalid_input():
         npy_to_array(data[:-1], MiB)
 
 
+def npy_with_header(shape: str, fortran: bool = False, data: bytes = b"\x00" * 100) -> bytes:
+    """A .npy body whose header says ``shape`` (any text), with ``data`` after it."""
+    header = "{'descr': '|u1', 'fortran_order': %s, 'shape': %s, }" % (fortran, shape)
+    header = header.ljust(117) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
+
+
+@pytest.mark.parametrize("shape", ["(-1, 28, 28)", "(1, -28, 28)", "(-1, -28, 28)", "(-2, 28, 28)", "(1, 28, -28)", "(-1,)"])
+@pytest.mark.parametrize("fortran", [False, True])
+def test_npy_negative_dimensions_are_invalid_input(shape, fortran):
+    with pytest.raises(InvalidInput, match="negative dimensions"):
+        npy_to_array(npy_with_header(shape, fortran), MiB)
+
+
+def test_npy_huge_declared_shape_is_truncated_not_allocated():
+    with pytest.raises(InvalidInput, match="truncated"):
+        npy_to_array(npy_with_header("(1000000000, 1000000000, 28)"), MiB)
+
+
 @pytest.mark.parametrize("arr", [np.array(["a", "b"]), np.ones(3, dtype=np.complex64), np.zeros(2, dtype="datetime64[s]")])
 def test_npy_non_numeric_dtype_is_invalid_input(arr):
     with pytest.raises(InvalidInput, match="plain numeric array"):
