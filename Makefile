@@ -18,7 +18,7 @@ KSERVE_STAMP := $(KSERVE_VENV)/.installed
 export KSERVE_VENV
 
 .DEFAULT_GOAL := help
-.PHONY: help venv kserve-venv test test-unit models quick-models serve loadtest reliability bench bento container deploy-check k8s-validate export-triton export-tfserving clean
+.PHONY: help venv kserve-venv lint test test-unit models quick-models serve loadtest reliability bench bento container deploy-check k8s-validate export-triton export-tfserving clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
@@ -38,7 +38,13 @@ $(KSERVE_STAMP): $(KSERVE_LOCK)
 
 kserve-venv: $(KSERVE_STAMP) ## create .venv-kserve (KServe's REST/gRPC clients, for the v2 protocol tests)
 
-test: $(STAMP) $(KSERVE_STAMP) ## run every test (unit + end-to-end; trains a tiny model store)
+lint: $(STAMP) ## ruff (lint + format check) over the tree, mypy --strict over serving/ and contract/, generated protos up to date
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(PY) -m contract.protos.generate --check
+
+test: $(STAMP) $(KSERVE_STAMP) lint ## lint, then every test (unit + end-to-end; trains a tiny model store)
 	$(PY) -m pytest -q --durations=10
 
 test-unit: $(STAMP) ## unit tests only

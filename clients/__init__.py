@@ -6,6 +6,7 @@
 
 ``python -m clients --help`` (or ``digits-client``) is the command-line front.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """``python -m clients``: the command-line client (see ``clients.cli``)."""
+
 from __future__ import annotations
 
 from .cli import main

@@ -1,4 +1,5 @@
 """The client interface both transports implement, its result type and shared input handling."""
+
 from __future__ import annotations
 
 import abc
@@ -137,9 +138,7 @@ def image_batch(images: Any) -> np.ndarray:
         return arr.astype(np.float32)
     if np.issubdtype(arr.dtype, np.integer):
         if arr.size and (arr.min() < 0 or arr.max() > 255):
-            raise InvalidRequestError(
-                f"integer pixels must be within 0..255, got {arr.min()}..{arr.max()}; or send floats in [0, 1]"
-            )
+            raise InvalidRequestError(f"integer pixels must be within 0..255, got {arr.min()}..{arr.max()}; or send floats in [0, 1]")
         return arr.astype(np.uint8, copy=False)
     if np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32, copy=False)

@@ -1,4 +1,5 @@
 """``digits-client`` / ``python -m clients``: classify digits and generate clothes from the command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -116,9 +117,7 @@ def _add_connection_options(parser: argparse.ArgumentParser, defaults: bool) -> 
     )
     group.add_argument("--grpc", metavar="HOST:PORT", default=default(None), help="use the gRPC API at HOST:PORT instead of HTTP")
     group.add_argument("--timeout", type=_positive_float, default=default(DEFAULT_TIMEOUT), help="seconds per request")
-    group.add_argument(
-        "--retries", type=_count, default=default(DEFAULT_RETRIES), help="retries when the server is unavailable"
-    )
+    group.add_argument("--retries", type=_count, default=default(DEFAULT_RETRIES), help="retries when the server is unavailable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,14 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=30, help="grid side")
     p.add_argument("--scale", type=float, default=2.0, help="latent range [-scale, scale]")
     p.add_argument("--dims", nargs=2, type=int, default=[0, 1], metavar=("X", "Y"), help="the two latent dims varied")
-    p.add_argument("--fixed", nargs="+", type=float, default=None, metavar="V", help="values of all latent dims (varied ones ignored); default zeros")
+    p.add_argument(
+        "--fixed", nargs="+", type=float, default=None, metavar="V", help="values of all latent dims (varied ones ignored); default zeros"
+    )
     p.add_argument("-o", "--output", required=True, help="output .png (- for stdout)")
 
     p = command("models", "list the served models", MODELS_EPILOG)
     p.add_argument("--json", action="store_true", help="print the full model descriptions as JSON")
 
     p = command("health", "check liveness and readiness (exit 0 when ready, 1 otherwise)", HEALTH_EPILOG)
-    p.add_argument("--json", action="store_true", help="print {\"live\": ..., \"ready\": ...}")
+    p.add_argument("--json", action="store_true", help='print {"live": ..., "ready": ...}')
     return parser
 
 

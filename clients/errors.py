@@ -1,4 +1,5 @@
 """Client-side errors and the one table that maps HTTP statuses and gRPC codes onto them."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -6,6 +6,7 @@ default) comes from the server's Open Inference Protocol service on the same por
 The messages come from ``contract.protos`` (generated from TF Serving's and Triton's protos, no
 TensorFlow), imported on the first RPC that needs them.
 """
+
 from __future__ import annotations
 
 import time
@@ -197,9 +198,7 @@ class GRPCClient(Client):
             }
         return self._signatures[store]
 
-    def _predict(
-        self, store: str, input_name: str, array: np.ndarray, output_name: str, out_row_bytes: int = 0
-    ) -> tuple[np.ndarray, str]:
+    def _predict(self, store: str, input_name: str, array: np.ndarray, output_name: str, out_row_bytes: int = 0) -> tuple[np.ndarray, str]:
         """One Predict per chunk of rows that fits the row limit and a message both ways; outputs concatenated."""
         from contract.protos.tensorflow_serving.apis import predict_pb2
         from contract.tensors import array_to_tensor_proto, tensor_proto_to_array
@@ -256,9 +255,7 @@ class GRPCClient(Client):
     def _decode(self, z: np.ndarray, model: str | None) -> np.ndarray:
         store = self._entry(model, "generation")["store_name"]
         signature = self._signature(store)
-        images, _version = self._predict(
-            store, DECODER_INPUT, z, DECODER_OUTPUT, _row_bytes(signature, DECODER_OUTPUT, "outputs")
-        )
+        images, _version = self._predict(store, DECODER_INPUT, z, DECODER_OUTPUT, _row_bytes(signature, DECODER_OUTPUT, "outputs"))
         if images.ndim == 4 and images.shape[-1] == 1:
             images = images[..., 0]
         return images.astype(np.float32, copy=False)
@@ -349,9 +346,7 @@ class GRPCClient(Client):
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
         try:
-            response = health_pb2_grpc.HealthStub(self._channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=self.timeout
-            )
+            response = health_pb2_grpc.HealthStub(self._channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=self.timeout)
         except grpc.RpcError as e:
             code = e.code() if isinstance(e, grpc.Call) else None
             # UNAVAILABLE / DEADLINE_EXCEEDED: nothing answered. Any other status came from a live server.

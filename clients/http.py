@@ -1,4 +1,5 @@
 """The HTTP client: the service's JSON/PNG/.npy routes over one reusable httpx connection pool."""
+
 from __future__ import annotations
 
 import io
@@ -125,9 +126,7 @@ class HTTPClient(Client):
         data, filename = read_image(image)
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         params = {} if model is None else {"model": model}
-        body = self._json(
-            "POST", "/v1/classify/image", params=params, files={"image": (filename, data, content_type)}
-        )
+        body = self._json("POST", "/v1/classify/image", params=params, files={"image": (filename, data, content_type)})
         predictions = self._predictions(body)
         if len(predictions) != 1:
             raise ServerError(f"expected one prediction for one image, got {len(predictions)}")
@@ -168,9 +167,7 @@ class HTTPClient(Client):
     def generate(self, z: Any, model: str | None = None) -> np.ndarray:
         points = latent_batch(z)
         parts = [
-            self._images(
-                self._json("POST", "/v1/generate", json=_with_model({"z": points[part].tolist(), "format": "array"}, model))
-            )
+            self._images(self._json("POST", "/v1/generate", json=_with_model({"z": points[part].tolist(), "format": "array"}, model)))
             for part in chunks(len(points), self.max_batch_rows)
         ]
         return np.concatenate(parts)

@@ -1,4 +1,5 @@
 """The retry policy both transports share: exponential backoff on retryable errors only."""
+
 from __future__ import annotations
 
 import time

@@ -4,6 +4,7 @@ Raise these from anywhere in ``serving/``; the fronts turn them into responses w
 :func:`http_status`, :func:`grpc_code` and :func:`error_body`, so HTTP and gRPC can
 never disagree about what an error means.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -101,7 +102,7 @@ _INTERNAL = (500, "INTERNAL")
 def _lookup(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ServingError):
         for cls in type(exc).__mro__:
-            row = ERROR_TABLE.get(cls)  # type: ignore[arg-type]
+            row = ERROR_TABLE.get(cls)
             if row is not None:
                 return row
     return _INTERNAL

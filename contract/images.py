@@ -2,6 +2,7 @@
 
 numpy and Pillow only (never TensorFlow): this runs on the HTTP request path.
 """
+
 from __future__ import annotations
 
 import io
@@ -46,15 +47,15 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as e:
         raise PayloadTooLarge(_bomb_message(max_pixels)) from e
     except UnidentifiedImageError as e:
-        raise InvalidImage(f"the file is not an image in an accepted format ({', '.join(UPLOAD_FORMATS)}); expected a PNG or JPEG file") from e
+        raise InvalidImage(
+            f"the file is not an image in an accepted format ({', '.join(UPLOAD_FORMATS)}); expected a PNG or JPEG file"
+        ) from e
     except Exception as e:  # format plugins fail with assorted types (OSError, SyntaxError, struct.error, ...)
         raise InvalidImage(f"the image header is corrupt ({e}); expected a valid PNG or JPEG file") from e
     width, height = img.size
     if width * height > max_pixels:
         img.close()
-        raise PayloadTooLarge(
-            f"image is {width} x {height} = {width * height} pixels; at most {max_pixels} pixels are accepted"
-        )
+        raise PayloadTooLarge(f"image is {width} x {height} = {width * height} pixels; at most {max_pixels} pixels are accepted")
     try:
         img.load()
     except Image.DecompressionBombError as e:
@@ -100,12 +101,12 @@ def _to_gray(img: Image.Image) -> np.ndarray:
             top = 65535.0
         else:
             top = 255.0 if arr.size and arr.max() <= 255 else 65535.0
-        return np.clip(np.nan_to_num(arr / top), 0.0, 1.0).astype(np.float32)
+        return np.asarray(np.clip(np.nan_to_num(arr / top), 0.0, 1.0), dtype=np.float32)
     if _has_alpha(img):
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
         alpha = rgba[..., 3]
         luma = rgba[..., 0] * 0.299 + rgba[..., 1] * 0.587 + rgba[..., 2] * 0.114
-        return (luma * alpha + (1.0 - alpha)).astype(np.float32)
+        return np.asarray(luma * alpha + (1.0 - alpha), dtype=np.float32)
     if mode != "L":
         try:
             img = img.convert("L")
@@ -126,9 +127,7 @@ def _ink(img: Image.Image) -> np.ndarray:
     gray = _to_gray(img)
     h, w = gray.shape
     frame = max(1, min(h, w) // 20)
-    border = np.concatenate(
-        [gray[:frame].ravel(), gray[-frame:].ravel(), gray[:, :frame].ravel(), gray[:, -frame:].ravel()]
-    )
+    border = np.concatenate([gray[:frame].ravel(), gray[-frame:].ravel(), gray[:, :frame].ravel(), gray[:, -frame:].ravel()])
     background = float(np.median(border))
     # MNIST is white ink on black: a light background means dark ink, so flip.
     ink = gray if background <= 0.5 else 1.0 - gray
@@ -140,8 +139,7 @@ def _ink(img: Image.Image) -> np.ndarray:
         if alpha is not None and float(alpha.max()) - float(np.median(alpha)) >= MIN_CONTRAST:
             return _ink_from_levels(alpha, float(np.median(alpha)))
         raise InvalidImage(
-            "no digit found: the image is blank or has too little contrast; "
-            "expected one digit, dark on light or light on dark"
+            "no digit found: the image is blank or has too little contrast; expected one digit, dark on light or light on dark"
         )
     return _ink_from_levels(ink, background)
 
@@ -274,7 +272,7 @@ def tile(images: np.ndarray, ncols: int | None = None, pad: int = 0) -> np.ndarr
     nrows = math.ceil(n / ncols)
     cells = np.zeros((nrows * ncols, h + pad, w + pad), dtype=arr.dtype)
     cells[:n, :h, :w] = arr
-    mosaic = cells.reshape(nrows, ncols, h + pad, w + pad).transpose(0, 2, 1, 3)
+    mosaic: np.ndarray = cells.reshape(nrows, ncols, h + pad, w + pad).transpose(0, 2, 1, 3)
     mosaic = mosaic.reshape(nrows * (h + pad), ncols * (w + pad))
     # Padding separates tiles; none is wanted after the last row and column.
     return mosaic[: mosaic.shape[0] - pad, : mosaic.shape[1] - pad]

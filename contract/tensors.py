@@ -2,6 +2,7 @@
 
 The messages come from ``contract.protos`` (generated, no TensorFlow).
 """
+
 from __future__ import annotations
 
 import functools
@@ -71,8 +72,7 @@ def tensor_proto_to_array(proto: Any, max_elements: int | None = None) -> np.nda
     entry = to_numpy.get(proto.dtype)
     if entry is None:
         raise InvalidInput(
-            f"tensor dtype {_dtype_name(proto.dtype)} is not supported; "
-            "send DT_FLOAT (or another real numeric / bool dtype)"
+            f"tensor dtype {_dtype_name(proto.dtype)} is not supported; send DT_FLOAT (or another real numeric / bool dtype)"
         )
     dtype, field = entry
     if proto.tensor_shape.unknown_rank:
@@ -110,9 +110,7 @@ def tensor_proto_to_array(proto: Any, max_elements: int | None = None) -> np.nda
         wide = np.fromiter(values, dtype=np.uint64 if dtype == np.uint64 else np.int64, count=n)
         info = np.iinfo(dtype)
         if wide.min() < info.min or wide.max() > info.max:
-            raise InvalidInput(
-                f"{field} values range {wide.min()}..{wide.max()}, outside {dtype} ({info.min}..{info.max})"
-            )
+            raise InvalidInput(f"{field} values range {wide.min()}..{wide.max()}, outside {dtype} ({info.min}..{info.max})")
         flat = wide.astype(dtype)
     else:
         flat = np.fromiter(values, dtype=dtype, count=n)

@@ -9,6 +9,7 @@ The CPU variant (bentofile.cpu.yaml) is the default; ``--gpu`` selects bentofile
 (CUDA 13 + cuDNN 9). Models come from the store at ``$BENTOML_HOME``. Kubernetes variants:
 cpu, gpu (``--gpu``), keda, gpu-keda, kserve, kserve-gpu (deploy/manifests.py). See docs/deploy.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,17 +34,22 @@ def cmd_bento(args: argparse.Namespace) -> int:
     except Exception as e:  # BentoML raises a zoo of types (NotFound, InvalidArgument, BentoMLException)
         print(f"error: bentoml build failed: {type(e).__name__}: {e}", file=sys.stderr)
         if "not found" in str(e).lower():
-            print("hint: the bentofile names models missing from the store at $BENTOML_HOME; run `make models` "
-                  "or pass --models with the tags you have (`bentoml models list`)", file=sys.stderr)
+            print(
+                "hint: the bentofile names models missing from the store at $BENTOML_HOME; run `make models` "
+                "or pass --models with the tags you have (`bentoml models list`)",
+                file=sys.stderr,
+            )
         return 1
     if args.json:
         print(json.dumps(built.to_json()))
     else:
         print(f"built {built.tag} ({built.variant}) at {built.path}")
         print(f"models: {', '.join(built.models)}")
-        print(f"next: python -m deploy check --bento {built.tag}"
-              f"{' --gpu' if built.variant == 'gpu' else ''}; python -m deploy container --bento {built.tag}"
-              f"{' --gpu' if built.variant == 'gpu' else ''}")
+        print(
+            f"next: python -m deploy check --bento {built.tag}"
+            f"{' --gpu' if built.variant == 'gpu' else ''}; python -m deploy container --bento {built.tag}"
+            f"{' --gpu' if built.variant == 'gpu' else ''}"
+        )
     return 0
 
 
@@ -53,8 +59,11 @@ def cmd_container(args: argparse.Namespace) -> int:
     variant = _variant(args)
     why = bento.docker_engine() if args.backend == "docker" else None
     if why:
-        print(f"error: no container engine here ({why}). Build the Bento here (`python -m deploy bento`), "
-              "then run this command, or `bentoml containerize`, where Docker runs (docs/deploy.md).", file=sys.stderr)
+        print(
+            f"error: no container engine here ({why}). Build the Bento here (`python -m deploy bento`), "
+            "then run this command, or `bentoml containerize`, where Docker runs (docs/deploy.md).",
+            file=sys.stderr,
+        )
         return 3
     tag = args.bento or bento.latest_tag(variant)
     built = bento.resolve(tag, variant)
@@ -66,8 +75,10 @@ def cmd_container(args: argparse.Namespace) -> int:
     result = subprocess.run(command)
     if result.returncode == 0 and args.backend == "docker":
         subprocess.run(["docker", "tag", image, version_image], check=False)
-        print(f"image {image} (also {version_image}); run: docker run --rm -p 3000:3000 -p 8500:8500 "
-              f"{'--gpus all ' if variant == 'gpu' else ''}{image}")
+        print(
+            f"image {image} (also {version_image}); run: docker run --rm -p 3000:3000 -p 8500:8500 "
+            f"{'--gpus all ' if variant == 'gpu' else ''}{image}"
+        )
     return result.returncode
 
 
@@ -121,15 +132,20 @@ def cmd_k8s(args: argparse.Namespace) -> int:
             print(f"ok {variant}: {kinds}")
         failed = failed or bool(errors)
     if not failed:
-        print(f"(Kubernetes kinds checked for {', '.join(manifests.KUBERNETES_VERSIONS)}; KServe and KEDA "
-              "against their vendored CRD schemas, deploy/schemas)")
+        print(
+            f"(Kubernetes kinds checked for {', '.join(manifests.KUBERNETES_VERSIONS)}; KServe and KEDA "
+            "against their vendored CRD schemas, deploy/schemas)"
+        )
     return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:]),
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -156,11 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(run=cmd_check)
 
     m = add("k8s", "print the rendered Kubernetes manifests (deploy/k8s, kubectl kustomize), or validate them")
-    m.add_argument("variants", nargs="*", metavar="VARIANT",
-                   help="cpu (default), gpu, keda, gpu-keda, kserve, kserve-gpu")
+    m.add_argument("variants", nargs="*", metavar="VARIANT", help="cpu (default), gpu, keda, gpu-keda, kserve, kserve-gpu")
     m.add_argument("--all", action="store_true", help="every variant")
-    m.add_argument("--validate", action="store_true",
-                   help="validate instead of printing (Kubernetes API schemas, CRD schemas); exit 1 on errors")
+    m.add_argument(
+        "--validate", action="store_true", help="validate instead of printing (Kubernetes API schemas, CRD schemas); exit 1 on errors"
+    )
     m.set_defaults(run=cmd_k8s)
     return parser
 

@@ -7,6 +7,7 @@ inspects a built Bento without running it: the service, the models by tag, the
 source files, the pinned requirements and the generated Dockerfile (base image,
 ports, user, command), and lints that Dockerfile with hadolint.
 """
+
 from __future__ import annotations
 
 import json
@@ -106,8 +107,7 @@ def resolve(tag: str, variant: str) -> Built:
 
     bento = bentoml.bentos.get(tag)
     label = bento.info.labels.get("variant")
-    return Built(str(bento.tag), Path(bento.path), label if label in BENTOFILES else variant,
-                 [str(m.tag) for m in bento.info.all_models])
+    return Built(str(bento.tag), Path(bento.path), label if label in BENTOFILES else variant, [str(m.tag) for m in bento.info.all_models])
 
 
 def pinned_packages(variant: str) -> dict[str, str]:
@@ -149,21 +149,39 @@ def check_bento(built: Built, *, lint: bool = True) -> list[Check]:
     wanted = [m.partition(":")[0] for m in config["models"]]
     missing = [m for m in wanted if m not in stored]
     unversioned = [t for t in stored.values() if not t.partition(":")[2] or t.endswith(":latest")]
-    checks.append(Check("models", not missing and not unversioned and bool(stored),
-                        f"{sorted(stored.values())}; missing {missing}" if missing else ", ".join(sorted(stored.values()))))
+    checks.append(
+        Check(
+            "models",
+            not missing and not unversioned and bool(stored),
+            f"{sorted(stored.values())}; missing {missing}" if missing else ", ".join(sorted(stored.values())),
+        )
+    )
 
     sources = sorted(str(p.relative_to(built.path / "src")) for p in (built.path / "src").rglob("*") if p.is_file())
     forbidden = [s for s in sources if FORBIDDEN_SOURCES.search(s)]
     missing_assets = [a for a in DEMO_ASSETS if a not in sources]
-    checks.append(Check("sources", "serving/service.py" in sources and not forbidden and not missing_assets,
-                        f"forbidden: {forbidden}" if forbidden else f"missing: {missing_assets}" if missing_assets
-                        else f"{len(sources)} files: {', '.join(sources)}"))
+    checks.append(
+        Check(
+            "sources",
+            "serving/service.py" in sources and not forbidden and not missing_assets,
+            f"forbidden: {forbidden}"
+            if forbidden
+            else f"missing: {missing_assets}"
+            if missing_assets
+            else f"{len(sources)} files: {', '.join(sources)}",
+        )
+    )
 
     requirements = (built.path / "env" / "python" / "requirements.txt").read_text().split()
     wanted_pins = {f"{n}=={v}" for n, v in pinned_packages(built.variant).items()}
     have = {normalize(r.partition("==")[0]) + "==" + r.partition("==")[2] for r in requirements if "==" in r}
-    checks.append(Check("requirements", wanted_pins <= have and any(r.startswith("bentoml==") for r in have),
-                        f"missing {sorted(wanted_pins - have)}" if not wanted_pins <= have else f"{len(have)} pins"))
+    checks.append(
+        Check(
+            "requirements",
+            wanted_pins <= have and any(r.startswith("bentoml==") for r in have),
+            f"missing {sorted(wanted_pins - have)}" if not wanted_pins <= have else f"{len(have)} pins",
+        )
+    )
 
     checks.extend(check_dockerfile(built, config))
     if lint:
@@ -196,11 +214,21 @@ def check_dockerfile(built: Built, config: dict[str, Any]) -> list[Check]:
     return [
         Check("dockerfile base image", bool(froms) and froms[0].split()[0] == base, f"FROM {froms[0] if froms else '?'} (want {base})"),
         Check("dockerfile ports", {HTTP_PORT, GRPC_PORT} <= exposed, f"EXPOSE {sorted(exposed)}"),
-        Check("dockerfile env", not missing_env and "SERVING_BENTO=/home/bentoml/bento" in env_text,
-              f"missing {missing_env}" if missing_env else ", ".join(f"{k}={v}" for k, v in wanted_env.items())),
-        Check("dockerfile user", bool(users) and re.fullmatch(r"\d+(:\d+)?", users[-1]) is not None and not users[-1].startswith("0"),
-              f"USER {users[-1] if users else '(root)'}"),
-        Check("dockerfile entrypoint", bool(entrypoint) and "entrypoint.sh" in entrypoint[-1], f"ENTRYPOINT {entrypoint[-1] if entrypoint else '?'}"),
+        Check(
+            "dockerfile env",
+            not missing_env and "SERVING_BENTO=/home/bentoml/bento" in env_text,
+            f"missing {missing_env}" if missing_env else ", ".join(f"{k}={v}" for k, v in wanted_env.items()),
+        ),
+        Check(
+            "dockerfile user",
+            bool(users) and re.fullmatch(r"\d+(:\d+)?", users[-1]) is not None and not users[-1].startswith("0"),
+            f"USER {users[-1] if users else '(root)'}",
+        ),
+        Check(
+            "dockerfile entrypoint",
+            bool(entrypoint) and "entrypoint.sh" in entrypoint[-1],
+            f"ENTRYPOINT {entrypoint[-1] if entrypoint else '?'}",
+        ),
         Check("dockerfile command", bool(cmd) and json.loads(cmd[-1]) == COMMAND, f"CMD {cmd[-1] if cmd else '?'}"),
     ]
 

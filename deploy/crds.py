@@ -19,6 +19,7 @@ KEDA's prometheus and cpu scalers read.
 
 ``python -m deploy.crds CRD.yaml VERSION OUT.json[.gz]`` extracts one version's schema from a CRD file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,13 +60,21 @@ class VendoredSchema:
 
 SCHEMAS: dict[tuple[str, str], VendoredSchema] = {
     ("serving.kserve.io/v1beta1", "InferenceService"): VendoredSchema(
-        "serving.kserve.io/v1beta1", "InferenceService", "inferenceservices.serving.kserve.io-v1beta1.json.gz",
-        "kserve/kserve", "v0.20.0", "1fb781055dd1567164358233e1125142ca6ef1fe",
+        "serving.kserve.io/v1beta1",
+        "InferenceService",
+        "inferenceservices.serving.kserve.io-v1beta1.json.gz",
+        "kserve/kserve",
+        "v0.20.0",
+        "1fb781055dd1567164358233e1125142ca6ef1fe",
         "config/crd/full/serving.kserve.io_inferenceservices.yaml",
     ),
     ("keda.sh/v1alpha1", "ScaledObject"): VendoredSchema(
-        "keda.sh/v1alpha1", "ScaledObject", "scaledobjects.keda.sh-v1alpha1.json",
-        "kedacore/keda", "v2.20.2", "68a5b5028f35b22d50597c69819ab32c4e92f21a",
+        "keda.sh/v1alpha1",
+        "ScaledObject",
+        "scaledobjects.keda.sh-v1alpha1.json",
+        "kedacore/keda",
+        "v2.20.2",
+        "68a5b5028f35b22d50597c69819ab32c4e92f21a",
         "config/crd/bases/keda.sh_scaledobjects.yaml",
     ),
 }
@@ -83,8 +92,20 @@ CEL_RULES = {
 KEDA_TRIGGER_METADATA = {
     "prometheus": (
         {"serverAddress", "query", "threshold"},
-        {"serverAddress", "query", "queryParameters", "threshold", "activationThreshold", "namespace",
-         "customHeaders", "ignoreNullValues", "unsafeSsl", "awsRegion", "timeout", "identityOwner"},
+        {
+            "serverAddress",
+            "query",
+            "queryParameters",
+            "threshold",
+            "activationThreshold",
+            "namespace",
+            "customHeaders",
+            "ignoreNullValues",
+            "unsafeSsl",
+            "awsRegion",
+            "timeout",
+            "identityOwner",
+        },
     ),
     "cpu": ({"value"}, {"value", "containerName"}),
 }
@@ -186,12 +207,19 @@ def semantic_errors(obj: dict[str, Any]) -> list[str]:
         required, known = KEDA_TRIGGER_METADATA[kind]
         metadata = trigger.get("metadata", {})
         errors += [f"{where}.metadata: {key!r} is required by the {kind} scaler" for key in sorted(required - set(metadata))]
-        errors += [f"{where}.metadata: {key!r} is not read by the {kind} scaler (known: {sorted(known)})"
-                   for key in sorted(set(metadata) - known)]
-        errors += [f"{where}.metadata.{key}: {metadata[key]!r} is not a number" for key in sorted(KEDA_NUMERIC_METADATA & set(metadata))
-                   if isinstance(metadata[key], str) and not _is_number(metadata[key])]
-        errors += [f"{where}.metadata.{key}: {metadata[key]!r} is not true or false" for key in sorted(KEDA_BOOLEAN_METADATA & set(metadata))
-                   if isinstance(metadata[key], str) and metadata[key].lower() not in ("true", "false")]
+        errors += [
+            f"{where}.metadata: {key!r} is not read by the {kind} scaler (known: {sorted(known)})" for key in sorted(set(metadata) - known)
+        ]
+        errors += [
+            f"{where}.metadata.{key}: {metadata[key]!r} is not a number"
+            for key in sorted(KEDA_NUMERIC_METADATA & set(metadata))
+            if isinstance(metadata[key], str) and not _is_number(metadata[key])
+        ]
+        errors += [
+            f"{where}.metadata.{key}: {metadata[key]!r} is not true or false"
+            for key in sorted(KEDA_BOOLEAN_METADATA & set(metadata))
+            if isinstance(metadata[key], str) and metadata[key].lower() not in ("true", "false")
+        ]
         metric_type = trigger.get("metricType")
         if metric_type is not None and metric_type not in KEDA_METRIC_TYPES[kind]:
             errors.append(f"{where}.metricType: {metric_type!r} is not one of {sorted(KEDA_METRIC_TYPES[kind])} for {kind}")

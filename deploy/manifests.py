@@ -7,6 +7,7 @@ Kubernetes kinds against the OpenAPI schemas that ``kubernetes-validate`` bundle
 resources (KServe, KEDA) against their CRDs' schemas vendored in ``deploy/schemas``
 (``deploy/crds.py``), strictly in both cases: unknown fields are errors.
 """
+
 from __future__ import annotations
 
 import json

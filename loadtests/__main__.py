@@ -5,6 +5,7 @@ locust for a bounded time with bounded users, writes locust's CSV and HTML repor
 ``results/loadtest-<timestamp>/``, prints the SLO verdict and exits 1 on a breach.
 ``verdict`` judges an existing results folder again (e.g. against another profile).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,16 +48,45 @@ def user_classes(catalog: Catalog, grpc: bool) -> list[str]:
 
 
 def locust_command(
-    url: str, grpc_target: str | None, classes: Sequence[str], users: int, spawn_rate: float,
-    duration_s: float, out: Path, data_dir: str, bulk_rows: int,
+    url: str,
+    grpc_target: str | None,
+    classes: Sequence[str],
+    users: int,
+    spawn_rate: float,
+    duration_s: float,
+    out: Path,
+    data_dir: str,
+    bulk_rows: int,
 ) -> list[str]:
     """The headless locust command line for one bounded run."""
     return [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "--host", url, "--users", str(users), "--spawn-rate", f"{spawn_rate:g}",
-        "--run-time", f"{max(1, round(duration_s))}s", "--stop-timeout", "10",
-        "--csv", str(out / CSV_PREFIX), "--html", str(out / "report.html"),
-        "--only-summary", "--loglevel", "INFO", "--data-dir", data_dir, "--bulk-rows", str(bulk_rows),
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--host",
+        url,
+        "--users",
+        str(users),
+        "--spawn-rate",
+        f"{spawn_rate:g}",
+        "--run-time",
+        f"{max(1, round(duration_s))}s",
+        "--stop-timeout",
+        "10",
+        "--csv",
+        str(out / CSV_PREFIX),
+        "--html",
+        str(out / "report.html"),
+        "--only-summary",
+        "--loglevel",
+        "INFO",
+        "--data-dir",
+        data_dir,
+        "--bulk-rows",
+        str(bulk_rows),
         *(["--grpc-target", grpc_target] if grpc_target else []),
         *classes,
     ]
@@ -77,10 +107,13 @@ def judge(out: Path, profile: slo.Profile) -> slo.Verdict:
     if not stats_csv.is_file():
         raise FileNotFoundError(f"locust wrote no {stats_csv.name} in {out}; see {out / 'locust.log'}")
     result = slo.verdict(slo.read_stats_csv(stats_csv), profile)
-    (out / "verdict.json").write_text(json.dumps(
-        {"profile": profile.name, "ok": result.ok, "checks": [asdict(c) for c in result.checks], "notes": result.notes},
-        indent=2,
-    ) + "\n")
+    (out / "verdict.json").write_text(
+        json.dumps(
+            {"profile": profile.name, "ok": result.ok, "checks": [asdict(c) for c in result.checks], "notes": result.notes},
+            indent=2,
+        )
+        + "\n"
+    )
     (out / "verdict.txt").write_text(slo.render(result) + "\n")
     return result
 
@@ -113,12 +146,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if not grpc_target:
             print("loadtests: no gRPC target: the gRPC user is left out (give --grpc-target with --url)", flush=True)
-        command = locust_command(url, grpc_target, classes, users, spawn_rate, duration_s, out,
-                                 args.data_dir, args.bulk_rows)
+        command = locust_command(url, grpc_target, classes, users, spawn_rate, duration_s, out, args.data_dir, args.bulk_rows)
         print(f"loadtests: {users} users (spawn {spawn_rate:g}/s) for {duration_s:g}s: {', '.join(classes)}", flush=True)
         with (out / "locust.log").open("wb") as log:
-            finished = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                      timeout=duration_s + 180, check=False)
+            finished = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=duration_s + 180, check=False)
         print(summary_of((out / "locust.log").read_text(errors="replace")))
         if finished.returncode not in (0, 1):  # 1 = some requests failed; the verdict says so
             print(f"loadtests: locust exited with {finished.returncode}; see {out / 'locust.log'}", file=sys.stderr)

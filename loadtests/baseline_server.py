@@ -8,6 +8,7 @@ measures it next to the real service; nothing else uses it.
     python -m loadtests.baseline_server serve --model-dir STORE/models/mnist-lstm/<version> --port 8000
     python -m loadtests.baseline_server seed-manifold --model-dir STORE/models/fashion-vae2-decoder/<version> --calls 50
 """
+
 from __future__ import annotations
 
 import argparse
@@ -109,8 +110,13 @@ def seed_manifold(model_dir: Path, calls: int, n: int = 30) -> dict[str, Any]:
         first_output(model.predict(z, verbose=0))
     seconds = time.perf_counter() - started
     per_call_ms = seconds * 1000.0 / len(points)
-    return {"calls_measured": len(points), "seconds_measured": seconds, "ms_per_call": per_call_ms,
-            "grid_calls": n * n, "extrapolated_ms": per_call_ms * n * n}
+    return {
+        "calls_measured": len(points),
+        "seconds_measured": seconds,
+        "ms_per_call": per_call_ms,
+        "grid_calls": n * n,
+        "extrapolated_ms": per_call_ms * n * n,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

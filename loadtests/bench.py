@@ -9,6 +9,7 @@ Triton (PyTriton) and the textbook BentoML service on the same model file and re
 gRPC ``Predict`` with h2load), including one-connection latency on a fresh server and after the 32-connection run.
 Writes ``bench.md`` and ``bench.json`` to ``results/bench-<timestamp>/`` and prints the Markdown.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,6 +59,7 @@ def gpu_names() -> list[str]:
 
 def code_state() -> str:
     """``git describe --always --dirty`` of the checkout, plus the serving/ files that differ from it."""
+
     def git(*a: str) -> str:
         try:
             return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=20).stdout.strip()
@@ -79,8 +81,14 @@ def placements(mode: str) -> tuple[set[int] | None, set[int] | None, str]:
     cpus = sorted(os.sched_getaffinity(0))
     if mode == "split" and len(cpus) >= 2:
         client, server = {cpus[0]}, set(cpus[1:])
-        return server, client, (f"server (every process) and in-process runs pinned to CPU {sorted(server)}, "
-                                f"load generator pinned to CPU {sorted(client)} (os.sched_setaffinity)")
+        return (
+            server,
+            client,
+            (
+                f"server (every process) and in-process runs pinned to CPU {sorted(server)}, "
+                f"load generator pinned to CPU {sorted(client)} (os.sched_setaffinity)"
+            ),
+        )
     return None, None, f"no pinning: server, load generator and in-process runs share CPUs {cpus}"
 
 
@@ -138,15 +146,40 @@ def measure_inprocess(batches: Sequence[int], min_seconds: float, images01: Any,
 # ---------------------------------------------------------------- load generator and server probes
 
 
-def run_loadgen(url: str, kind: str, model: str | None, concurrency: int, warmup: float, duration: float,
-                data_dir: str, cpus: set[int] | None, on_window: Any = None) -> dict[str, Any]:
+def run_loadgen(
+    url: str,
+    kind: str,
+    model: str | None,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    data_dir: str,
+    cpus: set[int] | None,
+    on_window: Any = None,
+) -> dict[str, Any]:
     """One loadgen process; ``on_window(start|end)`` is called when its measured window opens and closes."""
-    cmd = [sys.executable, "-m", "loadtests.loadgen", "--url", url, "--kind", kind, "-c", str(concurrency),
-           "--warmup", str(warmup), "--duration", str(duration), "--data-dir", data_dir]
+    cmd = [
+        sys.executable,
+        "-m",
+        "loadtests.loadgen",
+        "--url",
+        url,
+        "--kind",
+        kind,
+        "-c",
+        str(concurrency),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+        "--data-dir",
+        data_dir,
+    ]
     if model:
         cmd += ["--model", model]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, text=True, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    )
     result: dict[str, Any] = {}
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -214,8 +247,15 @@ def time_manifold(url: str, model: str, requests: int, n: int = 30) -> dict[str,
             elif i:
                 times.append(elapsed)
     times.sort()
-    return {"model": model, "n": n, "requests": len(times), "errors": errors, "p50_ms": percentile(times, 50),
-            "p99_ms": percentile(times, 99), "max_ms": times[-1] if times else None}
+    return {
+        "model": model,
+        "n": n,
+        "requests": len(times),
+        "errors": errors,
+        "p50_ms": percentile(times, 50),
+        "p99_ms": percentile(times, 99),
+        "max_ms": times[-1] if times else None,
+    }
 
 
 def adjacent_inprocess(registry: Any, store_name: str, cpus: set[int] | None, seconds: float) -> float | None:
@@ -235,9 +275,17 @@ def adjacent_inprocess(registry: Any, store_name: str, cpus: set[int] | None, se
         os.sched_setaffinity(0, before)
 
 
-def served_run(url: str, store_name: str, model: str, concurrency: int, args: argparse.Namespace,
-               server_procs: Sequence[Any], client_cpus: set[int] | None,
-               profile_dir: Path | None = None, worker_pids: Sequence[int] = ()) -> dict[str, Any]:
+def served_run(
+    url: str,
+    store_name: str,
+    model: str,
+    concurrency: int,
+    args: argparse.Namespace,
+    server_procs: Sequence[Any],
+    client_cpus: set[int] | None,
+    profile_dir: Path | None = None,
+    worker_pids: Sequence[int] = (),
+) -> dict[str, Any]:
     """One closed-loop run of (2); with ``profile_dir``, py-spy records every HTTP worker during the window."""
     from . import profiling
 
@@ -262,26 +310,38 @@ def served_run(url: str, store_name: str, model: str, concurrency: int, args: ar
             lines += path.read_text().splitlines()
     if lines:
         total, counts = profiling.categorize(lines)
-        result["profile"] = {"files": [str(p) for _, p in spies], "samples": total, "seconds": args.duration - 1,
-                             "rate": 100, "workers": len(spies), "categories": dict(counts.most_common())}
+        result["profile"] = {
+            "files": [str(p) for _, p in spies],
+            "samples": total,
+            "seconds": args.duration - 1,
+            "rate": 100,
+            "workers": len(spies),
+            "categories": dict(counts.most_common()),
+        }
     (t0, m0, c0), (t1, m1, c1) = marks["window_start"], marks["window_end"]
     batch = promtext.histogram_delta(m0, m1, "model_batch_size", {"model": store_name})
     adaptive = promtext.histogram_delta(m0, m1, "bentoml_service_adaptive_batch_size", {"method_name": "predict_items"})
     by_pid = {pid: (c1[pid] - c0[pid]) / (t1 - t0) for pid in c1 if pid in c0}
     result.update(
-        mean_batch=batch.mean, batches=batch.count, mean_adaptive_batch=adaptive.mean,
+        mean_batch=batch.mean,
+        batches=batch.count,
+        mean_adaptive_batch=adaptive.mean,
         server_cpu_cores=sum(by_pid.values()),
         box_cpu_cores=(marks["window_end_box"] - marks["window_start_box"]) / (t1 - t0),
         worker_cpu_cores=[by_pid[pid] for pid in worker_pids if pid in by_pid],
     )
-    print(f"bench: (2) c={concurrency}: {result['rps']:,.0f} req/s, p50 {result['p50_ms'] or 0:.1f} ms, "
-          f"p99 {result['p99_ms'] or 0:.1f} ms, errors {result['errors']}, mean batch {batch.mean or 0:.2f}, "
-          f"server CPU {result['server_cpu_cores']:.2f}, client CPU {result['client_cpu_cores']:.2f}", flush=True)
+    print(
+        f"bench: (2) c={concurrency}: {result['rps']:,.0f} req/s, p50 {result['p50_ms'] or 0:.1f} ms, "
+        f"p99 {result['p99_ms'] or 0:.1f} ms, errors {result['errors']}, mean batch {batch.mean or 0:.2f}, "
+        f"server CPU {result['server_cpu_cores']:.2f}, client CPU {result['client_cpu_cores']:.2f}",
+        flush=True,
+    )
     return result
 
 
-def bench_service(args: argparse.Namespace, rep: dict[str, Any], registry: Any, server_cpus: set[int] | None,
-                  client_cpus: set[int] | None, out: Path) -> None:
+def bench_service(
+    args: argparse.Namespace, rep: dict[str, Any], registry: Any, server_cpus: set[int] | None, client_cpus: set[int] | None, out: Path
+) -> None:
     from . import server
     from .workload import Catalog
 
@@ -303,14 +363,24 @@ def bench_service(args: argparse.Namespace, rep: dict[str, Any], registry: Any, 
         all_procs = [p for _, p in procs]
         workers = [p.pid for role, p in procs if role == "HTTP worker"]
         top = max(args.concurrency)
-        rep["served"] = [served_run(svc.http_url, store_name, model, c, args, all_procs, client_cpus,
-                                    out if args.py_spy and c == top else None, workers)
-                         for c in args.concurrency]
+        rep["served"] = [
+            served_run(svc.http_url, store_name, model, c, args, all_procs, client_cpus, out if args.py_spy and c == top else None, workers)
+            for c in args.concurrency
+        ]
         sample_rss("after (2)")
 
         marks: dict[str, Any] = {}
-        bulk = run_loadgen(svc.http_url, "bulk", model, 1, args.warmup, args.duration, args.data_dir, client_cpus,
-                           lambda e: marks.__setitem__(e, scrape(svc.http_url)))
+        bulk = run_loadgen(
+            svc.http_url,
+            "bulk",
+            model,
+            1,
+            args.warmup,
+            args.duration,
+            args.data_dir,
+            client_cpus,
+            lambda e: marks.__setitem__(e, scrape(svc.http_url)),
+        )
         sample_rss("after (3)")
         images_per_s = bulk["rps"] * 1024
         inproc = next((r for r in rep.get("inprocess", []) if r["model"] == store_name), None)
@@ -319,11 +389,16 @@ def bench_service(args: argparse.Namespace, rep: dict[str, Any], registry: Any, 
         # drifts within minutes, and the ratio should compare like with like.
         adjacent = adjacent_inprocess(registry, store_name, server_cpus, args.inprocess_seconds * 4) if registry else None
         base = adjacent or table_base
-        rep["bulk"] = {**bulk, "images_per_s": images_per_s, "inprocess_images_per_s": base,
-                       "inprocess_table_images_per_s": table_base,
-                       "ratio_to_inprocess": images_per_s / base if base else None,
-                       "mean_batch": promtext.histogram_delta(marks["window_start"], marks["window_end"], "model_batch_size",
-                                                              {"model": store_name}).mean}
+        rep["bulk"] = {
+            **bulk,
+            "images_per_s": images_per_s,
+            "inprocess_images_per_s": base,
+            "inprocess_table_images_per_s": table_base,
+            "ratio_to_inprocess": images_per_s / base if base else None,
+            "mean_batch": promtext.histogram_delta(
+                marks["window_start"], marks["window_end"], "model_batch_size", {"model": store_name}
+            ).mean,
+        }
         print(f"bench: (3) bulk {images_per_s:,.0f} images/s" + (f" = {images_per_s / base:.0%} of in-process" if base else ""), flush=True)
 
         if catalog.manifold_model:
@@ -331,16 +406,26 @@ def bench_service(args: argparse.Namespace, rep: dict[str, Any], registry: Any, 
             rep["manifold"]["served"] = manifold
             print(f"bench: (5) manifold p50 {manifold['p50_ms']:.1f} ms, p99 {manifold['p99_ms']:.1f} ms", flush=True)
         sample_rss("after (5)")
-        rep["processes"] = [{"role": role, "pid": p.pid, "rss_ready_mb": rss["ready"].get(p.pid), "rss_mb": rss_mb(p),
-                             "rss_by_phase_mb": {phase: values.get(p.pid) for phase, values in rss.items()}}
-                            for role, p in procs]
-        rep["decoder_dir"] = str(registry.runtimes[catalog.store_name(catalog.manifold_model)].path) if catalog.manifold_model and registry else None
+        rep["processes"] = [
+            {
+                "role": role,
+                "pid": p.pid,
+                "rss_ready_mb": rss["ready"].get(p.pid),
+                "rss_mb": rss_mb(p),
+                "rss_by_phase_mb": {phase: values.get(p.pid) for phase, values in rss.items()},
+            }
+            for role, p in procs
+        ]
+        rep["decoder_dir"] = (
+            str(registry.runtimes[catalog.store_name(catalog.manifold_model)].path) if catalog.manifold_model and registry else None
+        )
     finally:
         server.stop(svc)
 
 
-def bench_baseline(args: argparse.Namespace, rep: dict[str, Any], model_dir: Path, server_cpus: set[int] | None,
-                   client_cpus: set[int] | None, out: Path) -> None:
+def bench_baseline(
+    args: argparse.Namespace, rep: dict[str, Any], model_dir: Path, server_cpus: set[int] | None, client_cpus: set[int] | None, out: Path
+) -> None:
     import httpx
     import psutil
 
@@ -351,9 +436,13 @@ def bench_baseline(args: argparse.Namespace, rep: dict[str, Any], model_dir: Pat
     url = f"http://127.0.0.1:{port}"
     log = (out / "baseline.log").open("wb")
     launched = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "loadtests.baseline_server", "serve", "--model-dir", str(model_dir),
-                             "--port", str(port)], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.baseline_server", "serve", "--model-dir", str(model_dir), "--port", str(port)],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None,
+    )
     try:
         deadline = launched + args.ready_timeout
         while True:
@@ -371,8 +460,11 @@ def bench_baseline(args: argparse.Namespace, rep: dict[str, Any], model_dir: Pat
         for c in args.concurrency:
             r = run_loadgen(url, "classify", rep["model"], c, args.baseline_warmup, args.baseline_duration, args.data_dir, client_cpus)
             runs.append(r)
-            print(f"bench: (4) baseline c={c}: {r['rps']:.1f} req/s, p50 {r['p50_ms'] or 0:.0f} ms, p99 {r['p99_ms'] or 0:.0f} ms, "
-                  f"errors {r['errors']}", flush=True)
+            print(
+                f"bench: (4) baseline c={c}: {r['rps']:.1f} req/s, p50 {r['p50_ms'] or 0:.0f} ms, p99 {r['p99_ms'] or 0:.0f} ms, "
+                f"errors {r['errors']}",
+                flush=True,
+            )
         rep["baseline"] = {"runs": runs, "ready_s": ready_s, "rss_mb": rss_mb(psutil.Process(proc.pid)), "model_dir": str(model_dir)}
     finally:
         proc.send_signal(signal.SIGINT)
@@ -394,8 +486,9 @@ PEER_RUNS = (
 )
 
 
-def bench_peers(args: argparse.Namespace, rep: dict[str, Any], model_dir: Path, server_cpus: set[int] | None,
-                client_cpus: set[int] | None, out: Path) -> None:
+def bench_peers(
+    args: argparse.Namespace, rep: dict[str, Any], model_dir: Path, server_cpus: set[int] | None, client_cpus: set[int] | None, out: Path
+) -> None:
     """(7): ours vs Triton (PyTriton) vs the textbook BentoML service; C=1, C=32, then C=1 again."""
     from .peers import compare
     from .workload import mnist_test_images
@@ -406,19 +499,46 @@ def bench_peers(args: argparse.Namespace, rep: dict[str, Any], model_dir: Path, 
     rows = []
     for which, env, label in PEER_RUNS:
         print(f"bench: (7) {label or compare.LABELS[which]}", flush=True)
-        rows.append(compare.run_server(
-            which, model_dir, out / "peers", image, connections, args.peer_duration, args.warmup, home=args.home,
-            model=args.model, server_cpus=server_cpus, client_cpus=client_cpus,
-            extra_env={**args.server_env, **(env or {})} if which == "ours" else None,
-            grpc_connections=top if which == "ours" and env is None else 0, label=label))
+        rows.append(
+            compare.run_server(
+                which,
+                model_dir,
+                out / "peers",
+                image,
+                connections,
+                args.peer_duration,
+                args.warmup,
+                home=args.home,
+                model=args.model,
+                server_cpus=server_cpus,
+                client_cpus=client_cpus,
+                extra_env={**args.server_env, **(env or {})} if which == "ours" else None,
+                grpc_connections=top if which == "ours" and env is None else 0,
+                label=label,
+            )
+        )
     rep["peers"] = rows
     print(compare.render_markdown(rows), flush=True)
 
 
 def seed_loop(args: argparse.Namespace, decoder_dir: Path, server_cpus: set[int] | None) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "loadtests.baseline_server", "seed-manifold", "--model-dir", str(decoder_dir),
-                           "--calls", str(args.seed_calls)], cwd=REPO, capture_output=True, text=True, timeout=900,
-                          preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtests.baseline_server",
+            "seed-manifold",
+            "--model-dir",
+            str(decoder_dir),
+            "--calls",
+            str(args.seed_calls),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"seed-manifold failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -434,16 +554,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each served run")
     p.add_argument("--baseline-duration", type=float, default=15.0, help="measured seconds per baseline run")
     p.add_argument("--baseline-warmup", type=float, default=5.0, help="the baseline needs seconds per answer at 32 clients")
-    p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for the served service (repeatable), e.g. SERVING_WORKERS=2")
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the served service (repeatable), e.g. SERVING_WORKERS=2",
+    )
     p.add_argument("--manifold-requests", type=int, default=20, help="sequential manifold requests timed in (5)")
     p.add_argument("--inprocess-seconds", type=float, default=0.5, help="minimum seconds per (model, batch) in (1)")
     p.add_argument("--seed-calls", type=int, default=50, help="decoder.predict calls measured for the seed loop")
-    p.add_argument("--placement", choices=("shared", "split"), default="shared",
-                   help="shared (default): no pinning, the server may use every core; split: server on CPU 1.., "
-                        "load generator on CPU 0 (then ONNX Runtime gets one core)")
-    p.add_argument("--py-spy", action="store_true",
-                   help="record the HTTP worker with py-spy during the highest-concurrency run and break its CPU down")
+    p.add_argument(
+        "--placement",
+        choices=("shared", "split"),
+        default="shared",
+        help="shared (default): no pinning, the server may use every core; split: server on CPU 1.., "
+        "load generator on CPU 0 (then ONNX Runtime gets one core)",
+    )
+    p.add_argument(
+        "--py-spy", action="store_true", help="record the HTTP worker with py-spy during the highest-concurrency run and break its CPU down"
+    )
     p.add_argument("--peer-duration", type=float, default=10.0, help="measured seconds per run in (7), the side-by-side")
     p.add_argument("--skip", default="", help="comma list of parts to skip: inprocess, baseline, seed, peers")
     p.add_argument("--data-dir", default=default_data_dir())
@@ -505,13 +635,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     gpus = gpu_names()
     rep["machine"] = {
-        "cores": os.cpu_count(), "cpu_model": cpu_model(), "gpu": "; ".join(gpus) if gpus else None,
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "gpu": "; ".join(gpus) if gpus else None,
         "ort_provider": next((r["provider"] for r in rep.get("inprocess", [])), None) or "see served",
-        "onnxruntime": onnxruntime.__version__, "bentoml": bentoml.__version__, "python": platform.python_version(),
+        "onnxruntime": onnxruntime.__version__,
+        "bentoml": bentoml.__version__,
+        "python": platform.python_version(),
     }
     if not gpus:
-        rep["notes"].append("No GPU on this machine: GPU figures are unmeasured. On a CUDA host the same command measures "
-                            "whatever provider the server's SERVING_PROVIDERS=auto picks.")
+        rep["notes"].append(
+            "No GPU on this machine: GPU figures are unmeasured. On a CUDA host the same command measures "
+            "whatever provider the server's SERVING_PROVIDERS=auto picks."
+        )
 
     bench_service(args, rep, registry, server_cpus, client_cpus, out)
     rep["machine"]["ort_provider_served"] = ", ".join(rep.get("served_provider", []))
@@ -535,9 +671,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep["load_average"]["after"] = load_average()
     client_cpu = [r.get("client_cpu_cores") for r in rep.get("served", []) if r.get("client_cpu_cores") is not None]
     if client_cpu:
-        rep["notes"].append(f"Load generator: raw asyncio HTTP/1.1 keep-alive client in its own process "
-                            f"(loadtests/loadgen.py), requests pre-encoded; it used {min(client_cpu):.2f}-{max(client_cpu):.2f} "
-                            "CPU cores during the served runs (column 'client CPU').")
+        rep["notes"].append(
+            f"Load generator: raw asyncio HTTP/1.1 keep-alive client in its own process "
+            f"(loadtests/loadgen.py), requests pre-encoded; it used {min(client_cpu):.2f}-{max(client_cpu):.2f} "
+            "CPU cores during the served runs (column 'client CPU')."
+        )
     rep["targets"] = [t.__dict__ | {"verdict": t.verdict} for t in report.targets(rep)]
     markdown = report.render_markdown(rep)
     (out / "bench.json").write_text(json.dumps(rep, indent=2, default=str) + "\n")

@@ -17,6 +17,7 @@ prints ``{"event": "window_start"}`` / ``{"event": "window_end"}`` lines as the 
 and closes, then the result as one JSON line (``rps``, ``p50_ms``, ``p99_ms``, ``errors``, ...).
 From Python: :func:`run_grpc` runs that in a subprocess and returns the result.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def image_tensor(image: Any) -> np.ndarray:
     return np.ascontiguousarray(x.reshape(1, 28, 28))
 
 
-def predict_request_bytes(image: Any, model_name: str, input_name: str = "images", signature_name: str = SIGNATURE,
-                          predict_pb2: Any = None) -> bytes:
+def predict_request_bytes(
+    image: Any, model_name: str, input_name: str = "images", signature_name: str = SIGNATURE, predict_pb2: Any = None
+) -> bytes:
     """A serialized ``PredictRequest``: ``input_name`` = DT_FLOAT [1, 28, 28] as little-endian tensor_content."""
     pb = predict_pb2 or load_stubs()[0]
     x = image_tensor(image)
@@ -112,8 +114,16 @@ def check_infer_response(raw: bytes) -> dict[str, list[int]]:
     return shapes
 
 
-async def closed_loop(target: str, request: bytes, concurrency: int, warmup_s: float, duration_s: float,
-                      channels: int | None = None, timeout_s: float = 30.0, announce: bool = False) -> dict[str, Any]:
+async def closed_loop(
+    target: str,
+    request: bytes,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    channels: int | None = None,
+    timeout_s: float = 30.0,
+    announce: bool = False,
+) -> dict[str, Any]:
     """``concurrency`` calls in flight over ``channels`` connections; answers completing in the window count."""
     import grpc
 
@@ -179,11 +189,22 @@ async def closed_loop(target: str, request: bytes, concurrency: int, warmup_s: f
     ms = sorted(v * 1000.0 for v in latencies)
     used = cpu.get("end", time.process_time()) - cpu.get("start", 0.0)
     return {
-        "concurrency": concurrency, "channels": n_channels, "seconds": duration_s, "requests": len(ms),
-        "errors": errors, "error_codes": codes, "rps": len(ms) / duration_s,
-        "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90), "p99_ms": percentile(ms, 99),
-        "mean_ms": sum(ms) / len(ms) if ms else None, "client_cpu_s": used, "client_cpu_cores": used / duration_s,
-        "request_bytes": len(request), "outputs": outputs, "first_error": first_error[0] if first_error else None,
+        "concurrency": concurrency,
+        "channels": n_channels,
+        "seconds": duration_s,
+        "requests": len(ms),
+        "errors": errors,
+        "error_codes": codes,
+        "rps": len(ms) / duration_s,
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "mean_ms": sum(ms) / len(ms) if ms else None,
+        "client_cpu_s": used,
+        "client_cpu_cores": used / duration_s,
+        "request_bytes": len(request),
+        "outputs": outputs,
+        "first_error": first_error[0] if first_error else None,
     }
 
 
@@ -238,25 +259,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cpus:
         os.sched_setaffinity(0, cpus)
     predict_pb2, source = load_stubs()
-    request = predict_request_bytes(load_image(args.image_npy, args.data_dir, args.image_index), args.model,
-                                    args.input, args.signature, predict_pb2)
-    result = asyncio.run(closed_loop(args.target, request, args.concurrency, args.warmup, args.duration,
-                                     args.channels or None, args.timeout, announce=True))
-    result.update(target=args.target, model=args.model, stubs=source,
-                  cpus=sorted(os.sched_getaffinity(0)))
+    request = predict_request_bytes(
+        load_image(args.image_npy, args.data_dir, args.image_index), args.model, args.input, args.signature, predict_pb2
+    )
+    result = asyncio.run(
+        closed_loop(args.target, request, args.concurrency, args.warmup, args.duration, args.channels or None, args.timeout, announce=True)
+    )
+    result.update(target=args.target, model=args.model, stubs=source, cpus=sorted(os.sched_getaffinity(0)))
     print(json.dumps(result))
     return 0
 
 
-def run_grpc(target: str, model_name: str, concurrency: int, duration_s: float, warmup_s: float = 2.0, *,
-             image: Any = None, data_dir: str | None = None, cpus: set[int] | None = None, channels: int | None = None,
-             timeout_s: float = 30.0, input_name: str = "images",
-             on_window: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_grpc(
+    target: str,
+    model_name: str,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 2.0,
+    *,
+    image: Any = None,
+    data_dir: str | None = None,
+    cpus: set[int] | None = None,
+    channels: int | None = None,
+    timeout_s: float = 30.0,
+    input_name: str = "images",
+    on_window: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run :func:`main` in its own process (pinned to ``cpus``) and return its result dict; ``on_window`` gets
     ``"window_start"`` and ``"window_end"`` as the measured window opens and closes."""
     with tempfile.TemporaryDirectory(prefix="grpcload-") as tmp:
-        cmd = [sys.executable, "-m", "loadtests.grpcload", "--target", target, "--model", model_name, "--input", input_name,
-               "-c", str(concurrency), "--warmup", str(warmup_s), "--duration", str(duration_s), "--timeout", str(timeout_s)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "loadtests.grpcload",
+            "--target",
+            target,
+            "--model",
+            model_name,
+            "--input",
+            input_name,
+            "-c",
+            str(concurrency),
+            "--warmup",
+            str(warmup_s),
+            "--duration",
+            str(duration_s),
+            "--timeout",
+            str(timeout_s),
+        ]
         if channels:
             cmd += ["--channels", str(channels)]
         if cpus:

@@ -9,6 +9,7 @@ cannot see as a caveat. Latencies come from h2load's per-request log.
 
     python -m loadtests.h2grpc --target 127.0.0.1:8500 --model mnist-lstm -c 32 --duration 10
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,20 +59,25 @@ def parse_summary(stdout: str) -> dict[str, int]:
     for line in stdout.splitlines():
         line = line.strip()
         if line.startswith("requests:"):
-            for part in line[len("requests:"):].split(","):
+            for part in line[len("requests:") :].split(","):
                 words = part.split()
                 if len(words) >= 2 and words[0].isdigit():
                     counts[words[1]] = int(words[0])
         elif line.startswith("status codes:"):
-            for part in line[len("status codes:"):].split(","):
+            for part in line[len("status codes:") :].split(","):
                 words = part.split()
                 if len(words) >= 2 and words[0].isdigit():
                     counts[words[1]] = int(words[0])
     return counts
 
 
-def probe(target: str, request: bytes, timeout: float = 30.0, method: str = METHOD,
-          check: Callable[[bytes], dict[str, list[int]]] = check_response) -> dict[str, list[int]]:
+def probe(
+    target: str,
+    request: bytes,
+    timeout: float = 30.0,
+    method: str = METHOD,
+    check: Callable[[bytes], dict[str, list[int]]] = check_response,
+) -> dict[str, list[int]]:
     """One real gRPC call with the benchmark's request; raises if it is not answered OK."""
     import grpc
 
@@ -80,9 +86,18 @@ def probe(target: str, request: bytes, timeout: float = 30.0, method: str = METH
     return check(raw)
 
 
-def run_h2grpc(target: str, request: bytes, connections: int = 32, streams: int = 1, duration_s: float = 10.0,
-               warmup_s: float = 2.0, *, cpus: set[int] | None = None, method: str = METHOD,
-               check: Callable[[bytes], dict[str, list[int]]] = check_response) -> dict[str, Any]:
+def run_h2grpc(
+    target: str,
+    request: bytes,
+    connections: int = 32,
+    streams: int = 1,
+    duration_s: float = 10.0,
+    warmup_s: float = 2.0,
+    *,
+    cpus: set[int] | None = None,
+    method: str = METHOD,
+    check: Callable[[bytes], dict[str, list[int]]] = check_response,
+) -> dict[str, Any]:
     """``connections`` x ``streams`` calls in flight for ``duration_s`` after ``warmup_s``; rps, p50/p99, errors.
 
     ``method`` and ``check``: TF Serving's ``Predict`` by default; the v2 ``ModelInfer`` with
@@ -95,10 +110,28 @@ def run_h2grpc(target: str, request: bytes, connections: int = 32, streams: int 
     with tempfile.TemporaryDirectory(prefix="h2grpc-") as tmp:
         body, log = Path(tmp) / "body", Path(tmp) / "requests.log"
         body.write_bytes(grpc_frame(request))
-        cmd = [exe, "-c", str(connections), "-m", str(streams), "-t", "1", "-d", str(body),
-               "-H", "content-type: application/grpc", "-H", "te: trailers",
-               "-D", str(max(1, round(duration_s))), "--warm-up-time", f"{max(0.0, warmup_s):g}s",
-               "--log-file", str(log), url]
+        cmd = [
+            exe,
+            "-c",
+            str(connections),
+            "-m",
+            str(streams),
+            "-t",
+            "1",
+            "-d",
+            str(body),
+            "-H",
+            "content-type: application/grpc",
+            "-H",
+            "te: trailers",
+            "-D",
+            str(max(1, round(duration_s))),
+            "--warm-up-time",
+            f"{max(0.0, warmup_s):g}s",
+            "--log-file",
+            str(log),
+            url,
+        ]
         code, out, cpu = run_timed(cmd, cpus, duration_s + warmup_s + 60)
         times = sorted(latencies_ms(log.read_text(errors="replace")))
     if code != 0:
@@ -107,10 +140,17 @@ def run_h2grpc(target: str, request: bytes, connections: int = 32, streams: int 
     seconds = max(1, round(duration_s))
     errors = counts.get("failed", 0) + counts.get("errored", 0) + counts.get("timeout", 0)
     return {
-        "rps": len(times) / seconds, "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99),
-        "requests": len(times), "errors": errors, "non2xx": sum(counts.get(k, 0) for k in ("3xx", "4xx", "5xx")),
-        "connections": connections, "streams": streams, "concurrency": connections * streams,
-        "client_cpu_cores": cpu / (seconds + warmup_s), "target": target,
+        "rps": len(times) / seconds,
+        "p50_ms": percentile(times, 50),
+        "p99_ms": percentile(times, 99),
+        "requests": len(times),
+        "errors": errors,
+        "non2xx": sum(counts.get(k, 0) for k in ("3xx", "4xx", "5xx")),
+        "connections": connections,
+        "streams": streams,
+        "concurrency": connections * streams,
+        "client_cpu_cores": cpu / (seconds + warmup_s),
+        "target": target,
         "client": "h2load (gRPC framing; answers checked once with a gRPC client)",
     }
 

@@ -9,6 +9,7 @@ can show how much it took from the server.
 ``python -m loadtests.loadgen --url http://127.0.0.1:3000 --kind classify --model lstm -c 32``
 prints a JSON line when the measured window opens and closes, then the result as one JSON line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ def build_request(method: str, host: str, path: str, body: bytes = b"", content_
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
-def requests_for(kind: str, url: str, model: str | None, data_dir: str | None, pool: int = 256,
-                 bulk_rows: int = 1024, manifold_n: int = 30) -> list[bytes]:
+def requests_for(
+    kind: str, url: str, model: str | None, data_dir: str | None, pool: int = 256, bulk_rows: int = 1024, manifold_n: int = 30
+) -> list[bytes]:
     """Pre-encoded requests of one kind, from real MNIST test images."""
     from . import workload
 
@@ -44,12 +46,14 @@ def requests_for(kind: str, url: str, model: str | None, data_dir: str | None, p
         return [build_request("GET", host, f"/v1/generate/manifold{query}")]
     images = workload.mnist_test_images(data_dir, limit=max(pool, bulk_rows))
     if kind == "classify":
-        return [build_request("POST", host, "/v1/classify", workload.classify_body(workload.images_json(img), model))
-                for img in images[:pool]]
+        return [
+            build_request("POST", host, "/v1/classify", workload.classify_body(workload.images_json(img), model)) for img in images[:pool]
+        ]
     if kind == "bulk":
         query = f"?model={model}" if model else ""
-        return [build_request("POST", host, f"/v1/classify/batch{query}", workload.npy_body(images[:bulk_rows]),
-                              "application/octet-stream")]
+        return [
+            build_request("POST", host, f"/v1/classify/batch{query}", workload.npy_body(images[:bulk_rows]), "application/octet-stream")
+        ]
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
@@ -108,8 +112,15 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return float(sorted_values[int(rank) - 1])
 
 
-async def run_closed_loop(url: str, requests: Sequence[bytes], concurrency: int, warmup_s: float,
-                          duration_s: float, timeout_s: float = 30.0, announce: bool = False) -> Result:
+async def run_closed_loop(
+    url: str,
+    requests: Sequence[bytes],
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    timeout_s: float = 30.0,
+    announce: bool = False,
+) -> Result:
     """``concurrency`` connections sending ``requests`` round-robin; answers that complete in the window count."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
@@ -137,7 +148,7 @@ async def run_closed_loop(url: str, requests: Sequence[bytes], concurrency: int,
                     reader, writer = await asyncio.open_connection(host, port)
                 writer.write(request)
                 status, _, close = await asyncio.wait_for(read_response(reader), timeout_s)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
                 status, close = 0, True
                 if not first_error:
                     first_error.append(f"{type(e).__name__}: {e}")

@@ -7,6 +7,7 @@ Every user picks real MNIST test images; classifying users pick a random classif
 the loaded ones (``GET /v1/models``) per request. Weights model a front-end-heavy mix:
 mostly single-image JSON, some uploads and gRPC, a few generations, rare bulk and manifold calls.
 """
+
 from __future__ import annotations
 
 import random
@@ -77,8 +78,9 @@ class ClassifyJsonUser(FastHttpUser):
     @task
     def classify(self) -> None:
         body = workload.classify_body(random.choice(_Shared.images_json), _classifier())
-        with self.client.post("/v1/classify", data=body, headers={"Content-Type": "application/json"},
-                              name="/v1/classify", catch_response=True) as r:
+        with self.client.post(
+            "/v1/classify", data=body, headers={"Content-Type": "application/json"}, name="/v1/classify", catch_response=True
+        ) as r:
             if r.status_code == 200 and b'"predictions"' not in (r.content or b""):
                 r.failure("200 without predictions")
 
@@ -92,8 +94,9 @@ class ClassifyImageUser(FastHttpUser):
     @task
     def classify_image(self) -> None:
         body, content_type = random.choice(_Shared.uploads)
-        self.client.post(f"/v1/classify/image?model={_classifier()}", data=body,
-                         headers={"Content-Type": content_type}, name="/v1/classify/image")
+        self.client.post(
+            f"/v1/classify/image?model={_classifier()}", data=body, headers={"Content-Type": content_type}, name="/v1/classify/image"
+        )
 
 
 class BulkClassifyUser(FastHttpUser):
@@ -105,9 +108,13 @@ class BulkClassifyUser(FastHttpUser):
     @task
     def classify_batch(self) -> None:
         rows = self.environment.parsed_options.bulk_rows
-        with self.client.post(f"/v1/classify/batch?model={_classifier()}", data=random.choice(_Shared.bulk),
-                              headers={"Content-Type": "application/octet-stream"},
-                              name="/v1/classify/batch", catch_response=True) as r:
+        with self.client.post(
+            f"/v1/classify/batch?model={_classifier()}",
+            data=random.choice(_Shared.bulk),
+            headers={"Content-Type": "application/octet-stream"},
+            name="/v1/classify/batch",
+            catch_response=True,
+        ) as r:
             # .npy header (128 bytes for a 2-D float32 array) + rows x 10 float32
             if r.status_code == 200 and len(r.content or b"") < rows * 40:
                 r.failure(f"answer too short for {rows} rows: {len(r.content or b'')} bytes")
@@ -127,8 +134,13 @@ class GenerateUser(FastHttpUser):
     @task
     def generate(self) -> None:
         model, latent_dim = random.choice(self.models)
-        with self.client.post("/v1/generate", data=workload.generate_body(model, latent_dim, self.rng),
-                              headers={"Content-Type": "application/json"}, name="/v1/generate", catch_response=True) as r:
+        with self.client.post(
+            "/v1/generate",
+            data=workload.generate_body(model, latent_dim, self.rng),
+            headers={"Content-Type": "application/json"},
+            name="/v1/generate",
+            catch_response=True,
+        ) as r:
             if r.status_code == 200 and not (r.content or b"").startswith(b"\x89PNG"):
                 r.failure("200 without a PNG")
 

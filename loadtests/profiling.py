@@ -1,4 +1,5 @@
 """Where the HTTP worker's CPU goes: py-spy samples (collapsed stacks) grouped into cost categories."""
+
 from __future__ import annotations
 
 import re
@@ -14,12 +15,27 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("logging (access log, app log)", r"\(logging/__init__\.py|Logger\._log"),
     ("request JSON -> numpy (serving.codec)", r"pixels_from_json|validate_array|numbers_from_json|normalize_pixels|floats_from_json"),
     ("TensorProto <-> numpy (serving.codec)", r"tensor_proto_to_array|array_to_tensor_proto"),
-    ("response building (tolist, JSON render)", r"_classification|serialize_response|jsonable_encoder|JSONResponse|render \(starlette|dump_json"),
-    ("body read + FastAPI/pydantic validation", r"Request\.json|Request\.body|solve_dependencies|_validate_value|validate_python|request_body_to_args|JSONDecoder|json/__init__"),
-    ("engine batcher (queue, merge, thread hand-off)", r"serving/batcher\.py|serving/engine\.py|run_in_executor|run_in_threadpool|to_thread"),
+    (
+        "response building (tolist, JSON render)",
+        r"_classification|serialize_response|jsonable_encoder|JSONResponse|render \(starlette|dump_json",
+    ),
+    (
+        "body read + FastAPI/pydantic validation",
+        r"Request\.json|Request\.body|solve_dependencies|_validate_value|validate_python|request_body_to_args|JSONDecoder|json/__init__",
+    ),
+    (
+        "engine batcher (queue, merge, thread hand-off)",
+        r"serving/batcher\.py|serving/engine\.py|run_in_executor|run_in_threadpool|to_thread",
+    ),
     ("gRPC front (grpc.aio, servicer)", r"grpc_front\.py|grpc/aio|grpc/_cython|cygrpc"),
-    ("OpenTelemetry tracing", r"opentelemetry|asgi/__init__\.py|trace/__init__|_decorator\.py|context/contextvars|sampling\.py|attributes/__init__"),
-    ("BentoML/Starlette/FastAPI middleware and routing", r"instruments\.py|traffic\.py|access\.py|_bentoml_impl/server/app\.py|starlette/|fastapi/|BodyLimit|proxy_headers"),
+    (
+        "OpenTelemetry tracing",
+        r"opentelemetry|asgi/__init__\.py|trace/__init__|_decorator\.py|context/contextvars|sampling\.py|attributes/__init__",
+    ),
+    (
+        "BentoML/Starlette/FastAPI middleware and routing",
+        r"instruments\.py|traffic\.py|access\.py|_bentoml_impl/server/app\.py|starlette/|fastapi/|BodyLimit|proxy_headers",
+    ),
     ("uvicorn HTTP parsing/writing", r"h11|httptools|uvicorn/protocols"),
     ("prometheus metrics", r"prometheus_client"),
     ("event loop and sockets", r"asyncio|selectors|uvloop"),
@@ -60,5 +76,23 @@ def record(pid: int, seconds: float, out: Path, rate: int = 100) -> subprocess.P
     exe = py_spy()
     if exe is None:
         raise FileNotFoundError("py-spy is not installed (pip install py-spy)")
-    return subprocess.Popen([exe, "record", "-p", str(pid), "-d", str(max(1, int(seconds))), "-r", str(rate), "-f", "raw",
-                             "-o", str(out), "--nonblocking", "--threads"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            exe,
+            "record",
+            "-p",
+            str(pid),
+            "-d",
+            str(max(1, int(seconds))),
+            "-r",
+            str(rate),
+            "-f",
+            "raw",
+            "-o",
+            str(out),
+            "--nonblocking",
+            "--threads",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

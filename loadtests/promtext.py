@@ -1,4 +1,5 @@
 """Prometheus text from ``/metrics``: samples, and histogram deltas over a measured run."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,9 +32,7 @@ class HistogramDelta:
         return self.total / self.count if self.count else None
 
 
-def histogram_delta(
-    before: Samples, after: Samples, name: str, match: Mapping[str, str] | None = None
-) -> HistogramDelta:
+def histogram_delta(before: Samples, after: Samples, name: str, match: Mapping[str, str] | None = None) -> HistogramDelta:
     """``name``'s ``_count``/``_sum`` increase from ``before`` to ``after``, summed over series whose labels match.
 
     A series that only appears in ``after`` counts from zero; one whose value went down

@@ -20,6 +20,7 @@ reliability`` runs the full one (``--minutes 10``). Loopback only; every loop is
 and time. Load comes from :mod:`loadtests.loadgen` (closed loop) and a paced sender built on its
 request/response helpers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from . import loadgen, workload
-from .server import REPO, Service, launch, processes, stop, wait_ready
+from .server import Service, launch, processes, stop, wait_ready
 
 MiB = 1 << 20
 
@@ -86,8 +87,15 @@ class Plan:
             # On 2 cores shared with other work short windows are noisy, so the bounded form allows more.
             # BentoML's supervisor (circus) looks for dead workers every 10 s (check_delay=10, not
             # configurable through BentoML's public API): a replacement takes 10 s + start-up at worst.
-            return cls(examples=12, min_requests=200, fault_s=4.0, soak_minutes=minutes if minutes is not None else 0.5,
-                       soak_load=0.5, replace_bound_s=13.0, p99_slack_ms=100.0)
+            return cls(
+                examples=12,
+                min_requests=200,
+                fault_s=4.0,
+                soak_minutes=minutes if minutes is not None else 0.5,
+                soak_load=0.5,
+                replace_bound_s=13.0,
+                p99_slack_ms=100.0,
+            )
         return cls(examples=60, min_requests=1000, fault_s=10.0, soak_minutes=minutes if minutes is not None else 10.0)
 
 
@@ -189,6 +197,7 @@ def exchange(port: int, request: bytes | Callable[[socket.socket], None], timeou
         sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     except OSError as e:
         return Answer(0, {}, b"", f"connect: {e}")
+
     def write() -> None:
         try:
             if callable(request):
@@ -246,12 +255,18 @@ def _dechunk(data: bytes) -> bytes:
         size = int(size_line.split(b";")[0] or b"0", 16)
         if size == 0:
             break
-        out, rest = out + rest[:size], rest[size + 2:]
+        out, rest = out + rest[:size], rest[size + 2 :]
     return out
 
 
-def http_request(method: str, path: str, body: bytes = b"", content_type: str | None = "application/json",
-                 headers: Sequence[tuple[str, str]] = (), chunked: bool = False) -> bytes | Callable[[socket.socket], None]:
+def http_request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    content_type: str | None = "application/json",
+    headers: Sequence[tuple[str, str]] = (),
+    chunked: bool = False,
+) -> bytes | Callable[[socket.socket], None]:
     head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
     if content_type:
         head.append(f"Content-Type: {content_type}")
@@ -266,7 +281,7 @@ def http_request(method: str, path: str, body: bytes = b"", content_type: str | 
         sock.sendall(start)
         step = 1 << 20
         for i in range(0, len(body), step):
-            piece = body[i:i + step]
+            piece = body[i : i + step]
             sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
         sock.sendall(b"0\r\n\r\n")
 
@@ -284,15 +299,44 @@ def schemathesis_probe(t: Target, plan: Plan, workdir: Path) -> None:
     before = t.metrics()
     report = workdir / "schemathesis.json"
     # one worker: Hypothesis parses lambda sources with ast, which CPython 3.11 does not allow from two threads at once
-    cmd = [st, "run", f"{t.url}/docs.json", "--url", t.url, "-n", str(plan.examples), "--mode", "all",
-           "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
-           "response_headers_conformance,response_schema_conformance",
-           "--phases", "examples,coverage,fuzzing", "--workers", "1", "--seed", "1", "--request-timeout", "30",
-           "--suppress-health-check", "all", "--no-color", "--report", "json", "--report-json-path", str(report)]
+    cmd = [
+        st,
+        "run",
+        f"{t.url}/docs.json",
+        "--url",
+        t.url,
+        "-n",
+        str(plan.examples),
+        "--mode",
+        "all",
+        "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--workers",
+        "1",
+        "--seed",
+        "1",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        "--no-color",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
+    ]
     started = time.monotonic()
     try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=max(120, plan.examples * 30), cwd=workdir,
-                             env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+        run = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=max(120, plan.examples * 30),
+            cwd=workdir,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+        )
         out, code = run.stdout + run.stderr, run.returncode
     except subprocess.TimeoutExpired as e:
         out, code = f"timed out after {e.timeout}s", -1
@@ -302,8 +346,13 @@ def schemathesis_probe(t: Target, plan: Plan, workdir: Path) -> None:
     sent = int(after.get("all", 0) - before.get("all", 0))
     server_errors = int(after.get("5xx", 0) - before.get("5xx", 0))
     failures = _schemathesis_failures(report, out)
-    t.add("schemathesis: generated requests", f"{plan.examples}/operation", f">= {plan.min_requests}",
-          f"{sent} in {seconds:.0f}s", sent >= plan.min_requests)
+    t.add(
+        "schemathesis: generated requests",
+        f"{plan.examples}/operation",
+        f">= {plan.min_requests}",
+        f"{sent} in {seconds:.0f}s",
+        sent >= plan.min_requests,
+    )
     t.add("schemathesis: server errors (5xx)", sent, "0", str(server_errors), server_errors == 0)
     detail = "" if code == 0 else f" (exit {code}; see {workdir / 'schemathesis.log'})"
     t.add("schemathesis: schema violations", sent, "0", f"{failures}{detail}", failures == 0 and code == 0)
@@ -361,13 +410,19 @@ def _ico(png: bytes) -> bytes:
 
 
 def _npy(shape: str, descr: str = "|u1", data: bytes = b"\x00" * 64) -> bytes:
-    header = ("{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)).ljust(117) + "\n"
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}".ljust(117) + "\n"
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
 
 
 def _multipart(data: bytes, filename: str = "x.png", boundary: str = "reliability") -> tuple[bytes, str]:
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -391,8 +446,12 @@ def hostile_http(t: Target) -> list[Hostile]:
         Hostile(c, "10^6 tiny images", post("POST", c, b'{"images": [' + b",".join([b"[[0]]"] * 1_000_000) + b"]}"), 413, heavy=True),
         Hostile(c, "300 images (limit 256)", post("POST", c, json.dumps({"images": [[[0] * 28] * 28] * 300}).encode()), 413),
         Hostile(c, "1 MiB model name", post("POST", c, json.dumps({"model": big_name, "images": image.tolist()}).encode()), 404),
-        Hostile(c, "declared body over the limit",
-                f"POST {c} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {limit + 1}\r\n\r\n".encode(), 413),
+        Hostile(
+            c,
+            "declared body over the limit",
+            f"POST {c} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {limit + 1}\r\n\r\n".encode(),
+            413,
+        ),
         Hostile(c, "100 MB chunked body", post("POST", c, b" " * (100 * 10**6), chunked=True), 413, heavy=True),
         Hostile(c, "PATCH (no such method)", post("PATCH", c, one), 405),
         Hostile(c, "text/plain body", post("POST", c, b"hello", content_type="text/plain"), 400),
@@ -452,17 +511,68 @@ def hostile_http(t: Target) -> list[Hostile]:
     ]
     # /v2 REST
     v = "/v2/models/mnist-lstm/infer"
-    header = json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "parameters": {"binary_data_size": 3136}}]}).encode()
+    header = json.dumps(
+        {"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "parameters": {"binary_data_size": 3136}}]}
+    ).encode()
     out += [
         Hostile(v, "malformed JSON", post("POST", v, b'{"inputs": ['), 400, "v2"),
-        Hostile(v, "negative shape", post("POST", v, json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28], "data": [0]}]}).encode()), 400, "v2"),
-        Hostile(v, "shape 10^9 rows", post("POST", v, json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [10**9, 28, 28], "data": [0]}]}).encode()), 413, "v2"),
-        Hostile(v, "BYTES datatype", post("POST", v, json.dumps({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1, 28, 28], "data": ["a"]}]}).encode()), 400, "v2"),
-        Hostile(v, "binary size mismatch", post("POST", v, header + b"\x00" * 100, npy_ct, headers=[("Inference-Header-Content-Length", str(len(header)))]), 400, "v2"),
-        Hostile(v, "header length past the body", post("POST", v, header, npy_ct, headers=[("Inference-Header-Content-Length", "999999")]), 400, "v2"),
-        Hostile(v, "10^6 values", post("POST", v, b'{"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "data": [' + b",".join([b"0"] * 1_000_000) + b"]}]}"), 413, "v2", heavy=True),
+        Hostile(
+            v,
+            "negative shape",
+            post("POST", v, json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28], "data": [0]}]}).encode()),
+            400,
+            "v2",
+        ),
+        Hostile(
+            v,
+            "shape 10^9 rows",
+            post(
+                "POST", v, json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [10**9, 28, 28], "data": [0]}]}).encode()
+            ),
+            413,
+            "v2",
+        ),
+        Hostile(
+            v,
+            "BYTES datatype",
+            post(
+                "POST", v, json.dumps({"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1, 28, 28], "data": ["a"]}]}).encode()
+            ),
+            400,
+            "v2",
+        ),
+        Hostile(
+            v,
+            "binary size mismatch",
+            post("POST", v, header + b"\x00" * 100, npy_ct, headers=[("Inference-Header-Content-Length", str(len(header)))]),
+            400,
+            "v2",
+        ),
+        Hostile(
+            v,
+            "header length past the body",
+            post("POST", v, header, npy_ct, headers=[("Inference-Header-Content-Length", "999999")]),
+            400,
+            "v2",
+        ),
+        Hostile(
+            v,
+            "10^6 values",
+            post(
+                "POST",
+                v,
+                b'{"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "data": ['
+                + b",".join([b"0"] * 1_000_000)
+                + b"]}]}",
+            ),
+            413,
+            "v2",
+            heavy=True,
+        ),
         Hostile("/v2/models/{name}", "10 KB name", post("GET", "/v2/models/" + "m" * 10_000, content_type=None), 404, "v2"),
-        Hostile("/v2/repository/models/{name}/load", "control off", post("POST", "/v2/repository/models/mnist-lstm/load", b"{}"), 403, "v2"),
+        Hostile(
+            "/v2/repository/models/{name}/load", "control off", post("POST", "/v2/repository/models/mnist-lstm/load", b"{}"), 403, "v2"
+        ),
     ]
     return out
 
@@ -516,12 +626,18 @@ def hostile_grpc(t: Target) -> list[tuple[str, str, bytes, str, bool]]:
     predict = "/tensorflow.serving.PredictionService/Predict"
     infer = "/inference.GRPCInferenceService/ModelInfer"
 
-    def predict_req(name: str = "mnist-lstm", dims: Sequence[int] = (1, 28, 28), dtype: int = types_pb2.DT_FLOAT,
-                    floats: Sequence[float] = (0.5,), content: bytes | None = None) -> bytes:
+    def predict_req(
+        name: str = "mnist-lstm",
+        dims: Sequence[int] = (1, 28, 28),
+        dtype: int = types_pb2.DT_FLOAT,
+        floats: Sequence[float] = (0.5,),
+        content: bytes | None = None,
+    ) -> bytes:
         r = predict_pb2.PredictRequest()
         r.model_spec.name = name
-        tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims]))
+        tensor = tensor_pb2.TensorProto(
+            dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims])
+        )
         if content is not None:
             tensor.tensor_content = content
         else:
@@ -529,7 +645,9 @@ def hostile_grpc(t: Target) -> list[tuple[str, str, bytes, str, bool]]:
         r.inputs["images"].CopyFrom(tensor)
         return r.SerializeToString()
 
-    def infer_req(name: str = "mnist-lstm", shape: Sequence[int] = (1, 28, 28), datatype: str = "FP32", raw: bytes | None = b"\x00" * 3136) -> bytes:
+    def infer_req(
+        name: str = "mnist-lstm", shape: Sequence[int] = (1, 28, 28), datatype: str = "FP32", raw: bytes | None = b"\x00" * 3136
+    ) -> bytes:
         r = v2pb.ModelInferRequest(model_name=name)
         r.inputs.add(name="images", datatype=datatype, shape=list(shape))
         if raw is not None:
@@ -548,7 +666,13 @@ def hostile_grpc(t: Target) -> list[tuple[str, str, bytes, str, bool]]:
         ("NaN values", predict, predict_req(floats=[float("nan")] * 784), "INVALID_ARGUMENT", False),
         ("1 MiB model name", predict, predict_req(name="m" * MiB), "NOT_FOUND", False),
         ("message over 16 MiB", predict, predict_req(content=b"\x00" * (17 * MiB)), "RESOURCE_EXHAUSTED", True),
-        ("GetModelMetadata, 1 MiB name", "/tensorflow.serving.PredictionService/GetModelMetadata", meta.SerializeToString(), "NOT_FOUND", False),
+        (
+            "GetModelMetadata, 1 MiB name",
+            "/tensorflow.serving.PredictionService/GetModelMetadata",
+            meta.SerializeToString(),
+            "NOT_FOUND",
+            False,
+        ),
         ("Classify", "/tensorflow.serving.PredictionService/Classify", b"", "UNIMPLEMENTED", False),
         ("undecodable bytes", infer, junk, "INVALID_ARGUMENT", False),
         ("10^9 rows declared", infer, infer_req(shape=(10**9, 28, 28)), "RESOURCE_EXHAUSTED", False),
@@ -556,8 +680,13 @@ def hostile_grpc(t: Target) -> list[tuple[str, str, bytes, str, bool]]:
         ("raw size mismatch", infer, infer_req(raw=b"\x00" * 10), "INVALID_ARGUMENT", False),
         ("BYTES datatype", infer, infer_req(datatype="BYTES"), "INVALID_ARGUMENT", False),
         ("1 MiB model name", infer, infer_req(name="m" * MiB), "NOT_FOUND", False),
-        ("RepositoryModelLoad, control off", "/inference.GRPCInferenceService/RepositoryModelLoad",
-         v2pb.RepositoryModelLoadRequest(model_name="mnist-lstm").SerializeToString(), "PERMISSION_DENIED", False),
+        (
+            "RepositoryModelLoad, control off",
+            "/inference.GRPCInferenceService/RepositoryModelLoad",
+            v2pb.RepositoryModelLoadRequest(model_name="mnist-lstm").SerializeToString(),
+            "PERMISSION_DENIED",
+            False,
+        ),
     ]
 
 
@@ -612,13 +741,13 @@ class Pool:
         if conn is None:
             try:
                 conn = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), self.connect_timeout)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 return Outcome(started, time.monotonic() - started, 0, "refused")
         reader, writer = conn
         try:
             writer.write(request)
             status, _, close = await asyncio.wait_for(loadgen.read_response(reader), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             writer.close()
             return Outcome(started, time.monotonic() - started, 0, "timeout")
         except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -636,8 +765,9 @@ class Pool:
         self.idle.clear()
 
 
-async def closed_loop(port: int, requests: Sequence[bytes], connections: int, seconds: float,
-                      stop: asyncio.Event | None = None) -> list[Outcome]:
+async def closed_loop(
+    port: int, requests: Sequence[bytes], connections: int, seconds: float, stop: asyncio.Event | None = None
+) -> list[Outcome]:
     """``connections`` clients sending back to back on keep-alive for ``seconds`` (or until ``stop``)."""
     outcomes: list[Outcome] = []
     end = time.monotonic() + seconds
@@ -686,8 +816,9 @@ async def paced(port: int, requests: Sequence[bytes], rate: float, seconds: floa
     return outcomes
 
 
-def h2load_paced(url: str, path: str, body: bytes, rate: float, seconds: float, clients: int,
-                 streams: int = 4) -> tuple[list[Outcome], dict[str, int]]:
+def h2load_paced(
+    url: str, path: str, body: bytes, rate: float, seconds: float, clients: int, streams: int = 4
+) -> tuple[list[Outcome], dict[str, int]]:
     """Paced HTTP/1.1 load from h2load (C: little client CPU, so latencies are the server's): ``clients``
     keep-alive connections, each sending ``rate / clients`` requests per second for ``seconds``.
     Every request's start, status and time come from h2load's ``--log-file``; status 0 = no answer.
@@ -719,9 +850,29 @@ def h2load_paced(url: str, path: str, body: bytes, rate: float, seconds: float, 
         log_file = tmp / f"log{k}"
         while (left := end - time.monotonic()) > 0.5:
             log_file.unlink(missing_ok=True)  # h2load appends
-            cmd = [exe, "--h1", "-c", str(n_clients), "-m", "1", "--rps", str(per_client), "-D", str(max(1, min(chunk, round(left)))),
-                   "-d", str(body_file), "-H", "Content-Type: application/json", "--log-file", str(log_file),
-                   "-T", "30", "-N", "30", url.rstrip("/") + path]
+            cmd = [
+                exe,
+                "--h1",
+                "-c",
+                str(n_clients),
+                "-m",
+                "1",
+                "--rps",
+                str(per_client),
+                "-D",
+                str(max(1, min(chunk, round(left)))),
+                "-d",
+                str(body_file),
+                "-H",
+                "Content-Type: application/json",
+                "--log-file",
+                str(log_file),
+                "-T",
+                "30",
+                "-N",
+                "30",
+                url.rstrip("/") + path,
+            ]
             code, out, _ = wrkload.run_timed(cmd, None, chunk + 60)
             found = []
             for line in (log_file.read_text() if log_file.exists() else "").splitlines():
@@ -754,8 +905,10 @@ def pct(values: Sequence[float], q: float) -> float:
 
 def classify_requests(t: Target, n: int = 64) -> list[bytes]:
     host = urlsplit(t.url).netloc
-    return [loadgen.build_request("POST", host, "/v1/classify", workload.classify_body(workload.images_json(img), "lstm"))
-            for img in t.images[:n]]
+    return [
+        loadgen.build_request("POST", host, "/v1/classify", workload.classify_body(workload.images_json(img), "lstm"))
+        for img in t.images[:n]
+    ]
 
 
 def capacity(t: Target, plan: Plan) -> float:
@@ -772,8 +925,13 @@ def capacity(t: Target, plan: Plan) -> float:
         outcomes = asyncio.run(closed_loop(t.port, classify_requests(t), plan.connections, seconds))
         ok = [o for o in outcomes if o.status == 200]
         rps, p99, how = len(ok) / seconds, pct([o.seconds for o in ok], 99), "python"
-    t.add("capacity (closed loop)", f"{how}, {plan.connections} connections, {seconds:.0f}s", "> 0 answers/s",
-          f"{rps:.0f}/s, p99 {p99:.0f} ms", rps > 0)
+    t.add(
+        "capacity (closed loop)",
+        f"{how}, {plan.connections} connections, {seconds:.0f}s",
+        "> 0 answers/s",
+        f"{rps:.0f}/s, p99 {p99:.0f} ms",
+        rps > 0,
+    )
     return rps
 
 
@@ -822,9 +980,13 @@ def slow_clients_probe(t: Target, plan: Plan) -> None:
     p_during = pct([o.seconds for o in during if o.status == 200], 99)
     errors = sum(1 for o in during if o.status != 200)
     bound = 2 * p_before + 20
-    t.add("slow clients: 60 trickling connections beside 4 normal", f"{len(during)} requests",
-          f"0 errors, p99 <= {bound:.0f} ms", f"{errors} errors, p99 {p_before:.0f} -> {p_during:.0f} ms",
-          errors == 0 and p_during <= bound)
+    t.add(
+        "slow clients: 60 trickling connections beside 4 normal",
+        f"{len(during)} requests",
+        f"0 errors, p99 <= {bound:.0f} ms",
+        f"{errors} errors, p99 {p_before:.0f} -> {p_during:.0f} ms",
+        errors == 0 and p_during <= bound,
+    )
     # An idle keep-alive connection is closed after SERVING_KEEPALIVE_TIMEOUT_S.
     keepalive = float(t.settings["keepalive_timeout_s"])
     s = socket.create_connection(("127.0.0.1", t.port), timeout=keepalive + 5)
@@ -841,8 +1003,13 @@ def slow_clients_probe(t: Target, plan: Plan) -> None:
         pass
     closed_after = time.monotonic() - started
     s.close()
-    t.add("idle keep-alive connection", 1, f"closed after ~{keepalive:.0f}s", f"closed after {closed_after:.1f}s",
-          data.startswith(b"HTTP/1.1 200") and keepalive - 1 <= closed_after <= keepalive + 2)
+    t.add(
+        "idle keep-alive connection",
+        1,
+        f"closed after ~{keepalive:.0f}s",
+        f"closed after {closed_after:.1f}s",
+        data.startswith(b"HTTP/1.1 200") and keepalive - 1 <= closed_after <= keepalive + 2,
+    )
 
 
 def overload_probe(t: Target, plan: Plan, rps: float) -> None:
@@ -866,12 +1033,24 @@ def overload_probe(t: Target, plan: Plan, rps: float) -> None:
     last = [o.seconds for o in steady if o.status == 200 and o.started >= steady[-1].started - third] if steady else []
     growing = pct(last, 99) > 1.5 * pct(first, 99) + 100
     sent = summary.get("total", len(outcomes))
-    good = (not other and bool(outcomes) and sent == len(outcomes) and bool(refused) and p99_ok <= 1000
-            and p50_503 <= 250 and p99_503 <= 500 and not growing)
-    t.add("overload at 150 % of capacity", f"{len(outcomes)} requests at {len(outcomes) / plan.fault_s:.0f}/s (target {rate:.0f}/s)",
-          f"only 200 and 503; after {warm:.0f}s: 503 p50 <= 250, p99 <= 500 ms; 200 p99 <= 1000 ms, not growing",
-          f"{len(ok)} x 200 (p99 {p99_ok:.0f} ms; first/last third {pct(first, 99):.0f}/{pct(last, 99):.0f}), "
-          f"{len(refused)} x 503 (p50 {p50_503:.0f}, p99 {p99_503:.0f} ms), other {other or 0}", good)
+    good = (
+        not other
+        and bool(outcomes)
+        and sent == len(outcomes)
+        and bool(refused)
+        and p99_ok <= 1000
+        and p50_503 <= 250
+        and p99_503 <= 500
+        and not growing
+    )
+    t.add(
+        "overload at 150 % of capacity",
+        f"{len(outcomes)} requests at {len(outcomes) / plan.fault_s:.0f}/s (target {rate:.0f}/s)",
+        f"only 200 and 503; after {warm:.0f}s: 503 p50 <= 250, p99 <= 500 ms; 200 p99 <= 1000 ms, not growing",
+        f"{len(ok)} x 200 (p99 {p99_ok:.0f} ms; first/last third {pct(first, 99):.0f}/{pct(last, 99):.0f}), "
+        f"{len(refused)} x 503 (p50 {p50_503:.0f}, p99 {p99_503:.0f} ms), other {other or 0}",
+        good,
+    )
     ok_h, why = t.healthy()
     t.add("overload: healthy after", "-", "ready", "ready" if ok_h else why, ok_h)
 
@@ -911,21 +1090,37 @@ def kill9_probe(t: Target, plan: Plan) -> None:
         if len(window) / 2.0 >= 0.9 * baseline:
             recovered = second
             break
-    t.add("kill -9 of a worker: failed requests", f"{len(outcomes)} requests, {plan.connections} connections",
-          f"<= {plan.connections} (its in-flight)", f"{len(failed)}", len(failed) <= plan.connections)
+    t.add(
+        "kill -9 of a worker: failed requests",
+        f"{len(outcomes)} requests, {plan.connections} connections",
+        f"<= {plan.connections} (its in-flight)",
+        f"{len(failed)}",
+        len(failed) <= plan.connections,
+    )
     replaced = result["replaced"]
-    t.add("kill -9 of a worker: replaced", "-", f"<= {plan.replace_bound_s:g} s", "never" if replaced is None else f"{replaced:.1f}s",
-          replaced is not None and replaced <= plan.replace_bound_s)
-    t.add("kill -9 of a worker: throughput back to 90 %", f"baseline {baseline:.0f}/s", "<= 10 s",
-          "never" if recovered is None else f"{recovered}s", recovered is not None and recovered <= 10)
+    t.add(
+        "kill -9 of a worker: replaced",
+        "-",
+        f"<= {plan.replace_bound_s:g} s",
+        "never" if replaced is None else f"{replaced:.1f}s",
+        replaced is not None and replaced <= plan.replace_bound_s,
+    )
+    t.add(
+        "kill -9 of a worker: throughput back to 90 %",
+        f"baseline {baseline:.0f}/s",
+        "<= 10 s",
+        "never" if recovered is None else f"{recovered}s",
+        recovered is not None and recovered <= 10,
+    )
 
 
 def _listens(pid: int, port: int) -> bool:
     import psutil
 
     try:
-        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                   for c in psutil.Process(pid).net_connections(kind="tcp"))
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in psutil.Process(pid).net_connections(kind="tcp")
+        )
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -966,13 +1161,27 @@ def soak_probe(t: Target, plan: Plan, rps: float) -> None:
     kinds: dict[str, int] = {}
     for o in errors:
         kinds[str(o.status or o.kind)] = kinds.get(str(o.status or o.kind), 0) + 1
-    t.add(f"soak at {plan.soak_load:.0%} for {plan.soak_minutes:g} min: errors", f"{len(outcomes)} requests at {len(outcomes) / seconds:.0f}/s",
-          "0", f"{len(errors)}" + (f" {kinds}" if kinds else ""), bool(outcomes) and not errors)
-    t.add("soak: p99 flat after warm-up", f"{windows} windows of {span:.0f}s", f"last <= 1.5 x first + {slack_ms:.0f} ms",
-          " -> ".join(f"{p:.0f}" for p in p99s) + " ms", flat)
-    t.add("soak: RSS growth after warm-up", f"{len(after_warmup)} samples", "< 5 %",
-          f"{after_warmup[0] if after_warmup else 0:.0f} -> {after_warmup[-1] if after_warmup else 0:.0f} MB ({growth:+.1f} %)",
-          growth < 5.0)
+    t.add(
+        f"soak at {plan.soak_load:.0%} for {plan.soak_minutes:g} min: errors",
+        f"{len(outcomes)} requests at {len(outcomes) / seconds:.0f}/s",
+        "0",
+        f"{len(errors)}" + (f" {kinds}" if kinds else ""),
+        bool(outcomes) and not errors,
+    )
+    t.add(
+        "soak: p99 flat after warm-up",
+        f"{windows} windows of {span:.0f}s",
+        f"last <= 1.5 x first + {slack_ms:.0f} ms",
+        " -> ".join(f"{p:.0f}" for p in p99s) + " ms",
+        flat,
+    )
+    t.add(
+        "soak: RSS growth after warm-up",
+        f"{len(after_warmup)} samples",
+        "< 5 %",
+        f"{after_warmup[0] if after_warmup else 0:.0f} -> {after_warmup[-1] if after_warmup else 0:.0f} MB ({growth:+.1f} %)",
+        growth < 5.0,
+    )
 
 
 def sigterm_probe(t: Target, plan: Plan) -> None:
@@ -1003,14 +1212,23 @@ def sigterm_probe(t: Target, plan: Plan) -> None:
     lost = [o for o in outcomes if o.status == 0 and o.kind in ("lost", "timeout")]
     bad = [o for o in outcomes if o.status not in (0, 200)]
     refused = [o for o in outcomes if o.kind == "refused"]
-    t.add("SIGTERM under load: accepted requests lost", f"{len(outcomes)} requests ({len(after)} after the signal)",
-          "0 lost, 0 errors", f"{len(lost)} lost, {len(bad)} errors, {len(answered)} answered, {len(refused)} refused at connect",
-          not lost and not bad)
+    t.add(
+        "SIGTERM under load: accepted requests lost",
+        f"{len(outcomes)} requests ({len(after)} after the signal)",
+        "0 lost, 0 errors",
+        f"{len(lost)} lost, {len(bad)} errors, {len(answered)} answered, {len(refused)} refused at connect",
+        not lost and not bad,
+    )
     if delay:
         t.add("SIGTERM: unready during the drain delay", "GET /readyz", "503", str(result.get("readyz")), result.get("readyz") == 503)
     bound = delay + float(t.settings["drain_timeout_s"]) + 5
-    t.add("SIGTERM: launcher exit", "-", f"0 within {bound:.0f}s", f"{result['code']} after {result['exited']:.1f}s",
-          result["code"] == 0 and result["exited"] <= bound)
+    t.add(
+        "SIGTERM: launcher exit",
+        "-",
+        f"0 within {bound:.0f}s",
+        f"{result['code']} after {result['exited']:.1f}s",
+        result["code"] == 0 and result["exited"] <= bound,
+    )
 
 
 def _wait(process: subprocess.Popen, timeout: float) -> int | None:

@@ -1,4 +1,5 @@
 """The benchmark's report: targets with PASS/MISS, and Markdown tables. Pure functions over the bench's dict."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -64,7 +65,8 @@ def targets(report: dict[str, Any]) -> list[Target]:
     worker_rss = [p["rss_mb"] for p in report.get("processes", []) if p.get("role") == "HTTP worker"]
     errors = sum(int(r.get("errors") or 0) for r in served)
     ratio = at32.get("rps") / base32["rps"] if at32.get("rps") and base32.get("rps") else None
-    return [*_peer_targets(report),
+    return [
+        *_peer_targets(report),
         _check("(2) served req/s at 32 clients", ">= 1,000", at32.get("rps"), lambda v: fmt(v), lambda v: v >= 1000),
         _check("(2) served p99 at 32 clients", "<= 50 ms", at32.get("p99_ms"), lambda v: fmt(v, 1, " ms"), lambda v: v <= 50),
         _check("(2) mean batch size at 32 clients", "> 1", at32.get("mean_batch"), lambda v: fmt(v, 2), lambda v: v > 1),
@@ -73,8 +75,13 @@ def targets(report: dict[str, Any]) -> list[Target]:
         _check("(3) bulk / in-process at 1,024", ">= 90%", bulk.get("ratio_to_inprocess"), lambda v: f"{v:.0%}", lambda v: v >= 0.9),
         _check("(5) 30x30 manifold PNG, served p50", "<= 100 ms", manifold.get("p50_ms"), lambda v: fmt(v, 1, " ms"), lambda v: v <= 100),
         _check("(6) launch to ready", "<= 15 s", report.get("ready_s"), lambda v: fmt(v, 1, " s"), lambda v: v <= 15),
-        _check("(6) HTTP worker RSS (max over workers)", "<= 500 MB", max(worker_rss) if worker_rss else None,
-               lambda v: fmt(v, 0, " MB"), lambda v: v <= 500),
+        _check(
+            "(6) HTTP worker RSS (max over workers)",
+            "<= 500 MB",
+            max(worker_rss) if worker_rss else None,
+            lambda v: fmt(v, 0, " MB"),
+            lambda v: v <= 500,
+        ),
     ]
 
 
@@ -106,12 +113,22 @@ def _peer_targets(report: dict[str, Any]) -> list[Target]:
         _check(f"(7) HTTP req/s at {top} connections / Triton's", ">= 1.25x", rps_ratio, lambda v: fmt(v, 2, "x"), lambda v: v >= 1.25),
         _check(f"(7) HTTP p99 at {top} connections / Triton's", "<= 1.00x", p99_ratio, lambda v: fmt(v, 2, "x"), lambda v: v <= 1.0),
         _check("(7) 1 connection p50, fresh server", "<= 1.5 ms", fresh.get("p50_ms"), lambda v: fmt(v, 2, " ms"), lambda v: v <= 1.5),
-        _check(f"(7) 1 connection p50, after the {top}-connection run", "<= 1.5 ms", after.get("p50_ms"),
-               lambda v: fmt(v, 2, " ms"), lambda v: v <= 1.5),
+        _check(
+            f"(7) 1 connection p50, after the {top}-connection run",
+            "<= 1.5 ms",
+            after.get("p50_ms"),
+            lambda v: fmt(v, 2, " ms"),
+            lambda v: v <= 1.5,
+        ),
         _check(f"(7) gRPC Predict req/s at {top} / HTTP's", ">= 0.8x", grpc_rps, lambda v: fmt(v, 2, "x"), lambda v: v >= 0.8),
         _check(f"(7) gRPC Predict p99 at {top} / HTTP's", "<= 2x", grpc_p99, lambda v: fmt(v, 2, "x"), lambda v: v <= 2.0),
-        _check("(7) RSS of all server processes (max over the runs)", "<= 600 MB", ours.get("rss_mb"),
-               lambda v: fmt(v, 0, " MB"), lambda v: v <= 600),
+        _check(
+            "(7) RSS of all server processes (max over the runs)",
+            "<= 600 MB",
+            ours.get("rss_mb"),
+            lambda v: fmt(v, 0, " MB"),
+            lambda v: v <= 600,
+        ),
         _check("(7) launch to ready", "<= 10 s", ours.get("ready_s"), lambda v: fmt(v, 1, " s"), lambda v: v <= 10),
     ]
 
@@ -128,8 +145,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     load = report.get("load_average", {})
     if load:
         out.append(f"Load average (1/5/15 min): before {load.get('before')}, after {load.get('after')}.")
-    out.append(f"Store: `{report.get('store', '?')}`; served model for (2)-(4): `{report.get('model', '?')}`; "
-               f"code: {report.get('code', '?')}.")
+    out.append(
+        f"Store: `{report.get('store', '?')}`; served model for (2)-(4): `{report.get('model', '?')}`; code: {report.get('code', '?')}."
+    )
     if report.get("placement"):
         out.append(f"Placement: {report['placement']}.")
     if report.get("server_env"):
@@ -151,22 +169,67 @@ def render_markdown(report: dict[str, Any]) -> str:
     served = report.get("served", [])
     if served:
         out += ["## (2) Served single-image classification, `POST /v1/classify`", ""]
-        rows = [[r["concurrency"], fmt(r.get("rps")), fmt(r.get("p50_ms"), 1), fmt(r.get("p99_ms"), 1), r.get("errors", 0),
-                 fmt(r.get("mean_batch"), 2), fmt(r.get("mean_adaptive_batch"), 2), fmt(r.get("server_cpu_cores"), 2),
-                 " + ".join(fmt(c, 2) for c in r.get("worker_cpu_cores") or []) or "-",
-                 fmt(r.get("client_cpu_cores"), 2), fmt(r.get("box_cpu_cores"), 2)] for r in served]
-        out += [markdown_table(["clients", "req/s", "p50 ms", "p99 ms", "errors", "mean batch (model_batch_size)",
-                                "mean batch (bentoml adaptive)", "server CPU (cores)", "of which HTTP workers",
-                                "client CPU (cores)", "whole machine busy (cores)"], rows), ""]
+        rows = [
+            [
+                r["concurrency"],
+                fmt(r.get("rps")),
+                fmt(r.get("p50_ms"), 1),
+                fmt(r.get("p99_ms"), 1),
+                r.get("errors", 0),
+                fmt(r.get("mean_batch"), 2),
+                fmt(r.get("mean_adaptive_batch"), 2),
+                fmt(r.get("server_cpu_cores"), 2),
+                " + ".join(fmt(c, 2) for c in r.get("worker_cpu_cores") or []) or "-",
+                fmt(r.get("client_cpu_cores"), 2),
+                fmt(r.get("box_cpu_cores"), 2),
+            ]
+            for r in served
+        ]
+        out += [
+            markdown_table(
+                [
+                    "clients",
+                    "req/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "errors",
+                    "mean batch (model_batch_size)",
+                    "mean batch (bentoml adaptive)",
+                    "server CPU (cores)",
+                    "of which HTTP workers",
+                    "client CPU (cores)",
+                    "whole machine busy (cores)",
+                ],
+                rows,
+            ),
+            "",
+        ]
 
     bulk = report.get("bulk", {})
     if bulk:
         out += ["## (3) Bulk classification, 1,024 images per `POST /v1/classify/batch`", ""]
-        out += [markdown_table(["images/s served", "p50 ms per request", "in-process images/s at 1,024 (measured right after)",
-                                "in-process, table (1)", "served / in-process"],
-                               [[fmt(bulk.get("images_per_s"), 0), fmt(bulk.get("p50_ms"), 1), fmt(bulk.get("inprocess_images_per_s"), 0),
-                                 fmt(bulk.get("inprocess_table_images_per_s"), 0),
-                                 f"{bulk['ratio_to_inprocess']:.0%}" if bulk.get("ratio_to_inprocess") else "-"]], "rrrrr"), ""]
+        out += [
+            markdown_table(
+                [
+                    "images/s served",
+                    "p50 ms per request",
+                    "in-process images/s at 1,024 (measured right after)",
+                    "in-process, table (1)",
+                    "served / in-process",
+                ],
+                [
+                    [
+                        fmt(bulk.get("images_per_s"), 0),
+                        fmt(bulk.get("p50_ms"), 1),
+                        fmt(bulk.get("inprocess_images_per_s"), 0),
+                        fmt(bulk.get("inprocess_table_images_per_s"), 0),
+                        f"{bulk['ratio_to_inprocess']:.0%}" if bulk.get("ratio_to_inprocess") else "-",
+                    ]
+                ],
+                "rrrrr",
+            ),
+            "",
+        ]
 
     baseline = report.get("baseline", {})
     if baseline.get("runs"):
@@ -176,8 +239,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         for r in baseline["runs"]:
             mine = ours.get(r["concurrency"], {})
             ratio = mine.get("rps") / r["rps"] if mine.get("rps") and r.get("rps") else None
-            rows.append([r["concurrency"], fmt(r.get("rps")), fmt(r.get("p50_ms"), 1), fmt(r.get("p99_ms"), 1), r.get("errors", 0),
-                         fmt(ratio, 1, "x")])
+            rows.append(
+                [
+                    r["concurrency"],
+                    fmt(r.get("rps")),
+                    fmt(r.get("p50_ms"), 1),
+                    fmt(r.get("p99_ms"), 1),
+                    r.get("errors", 0),
+                    fmt(ratio, 1, "x"),
+                ]
+            )
         out += [markdown_table(["clients", "req/s", "p50 ms", "p99 ms", "errors", "ours / baseline"], rows), ""]
         if baseline.get("ready_s") is not None:
             out += [f"Baseline launch to ready: {fmt(baseline['ready_s'], 1)} s; RSS {fmt(baseline.get('rss_mb'), 0)} MB.", ""]
@@ -190,12 +261,24 @@ def render_markdown(report: dict[str, Any]) -> str:
         rows = []
         s = manifold.get("served")
         if s:
-            rows.append(["served `GET /v1/generate/manifold?n=30` (one batched decode + PNG)", fmt(s.get("p50_ms"), 1),
-                         fmt(s.get("p99_ms"), 1), f"{s.get('requests', 0)} requests"])
+            rows.append(
+                [
+                    "served `GET /v1/generate/manifold?n=30` (one batched decode + PNG)",
+                    fmt(s.get("p50_ms"), 1),
+                    fmt(s.get("p99_ms"), 1),
+                    f"{s.get('requests', 0)} requests",
+                ]
+            )
         seed = manifold.get("seed_loop")
         if seed:
-            rows.append([f"seed loop: 900 x `decoder.predict` (EXTRAPOLATED from {seed['calls_measured']} measured calls)",
-                         fmt(seed["extrapolated_ms"], 0), "-", f"{fmt(seed['ms_per_call'], 1)} ms per call"])
+            rows.append(
+                [
+                    f"seed loop: 900 x `decoder.predict` (EXTRAPOLATED from {seed['calls_measured']} measured calls)",
+                    fmt(seed["extrapolated_ms"], 0),
+                    "-",
+                    f"{fmt(seed['ms_per_call'], 1)} ms per call",
+                ]
+            )
         elif manifold.get("seed_skipped"):
             rows.append([f"seed loop: not measured ({manifold['seed_skipped']})", "-", "-", "-"])
         out += [markdown_table(["what", "p50 ms", "p99 ms", "note"], rows, "lrrl"), ""]
@@ -203,35 +286,53 @@ def render_markdown(report: dict[str, Any]) -> str:
     procs = report.get("processes", [])
     if procs or report.get("ready_s") is not None:
         out += ["## (6) Start-up and memory", ""]
-        out += [f"Launch (`python -m serving`) to ready (HTTP `/readyz` 200 and gRPC health SERVING): {fmt(report.get('ready_s'), 1)} s.", ""]
+        out += [
+            f"Launch (`python -m serving`) to ready (HTTP `/readyz` 200 and gRPC health SERVING): {fmt(report.get('ready_s'), 1)} s.",
+            "",
+        ]
         if procs:
             phases = list(procs[0].get("rss_by_phase_mb") or {"ready": None})
-            rows = [[p["role"], p["pid"], *(fmt((p.get("rss_by_phase_mb") or {}).get(ph, p.get("rss_ready_mb")), 0) for ph in phases)]
-                    for p in procs]
+            rows = [
+                [p["role"], p["pid"], *(fmt((p.get("rss_by_phase_mb") or {}).get(ph, p.get("rss_ready_mb")), 0) for ph in phases)]
+                for p in procs
+            ]
             out += [markdown_table(["process", "pid", *(f"RSS MB {ph}" for ph in phases)], rows), ""]
 
     peers = report.get("peers", [])
     if peers:
         from .peers.compare import render_markdown as peers_table
 
-        out += ["## (7) Side by side: the same model file and single-image request, one server at a time", "",
-                "HTTP load from wrk (1 thread, keep-alive connections, closed loop); our gRPC from h2load (one call in flight "
-                "per connection). Each server runs alone on the same CPUs.", "", peers_table(peers)]
+        out += [
+            "## (7) Side by side: the same model file and single-image request, one server at a time",
+            "",
+            "HTTP load from wrk (1 thread, keep-alive connections, closed loop); our gRPC from h2load (one call in flight "
+            "per connection). Each server runs alone on the same CPUs.",
+            "",
+            peers_table(peers),
+        ]
 
     profiled = [r for r in served if r.get("profile")]
     for r in profiled:
         prof = r["profile"]
         total = prof["samples"]
         files = ", ".join(f"`{Path(f).name}`" for f in prof.get("files", []))
-        out += [f"## Where the HTTP workers' CPU goes at {r['concurrency']} clients (py-spy)", "",
-                f"{total} on-CPU samples from {prof.get('workers', 1)} worker(s) in {prof['seconds']:.0f} s at "
-                f"{prof['rate']} Hz, all threads (raw stacks: {files}).", ""]
+        out += [
+            f"## Where the HTTP workers' CPU goes at {r['concurrency']} clients (py-spy)",
+            "",
+            f"{total} on-CPU samples from {prof.get('workers', 1)} worker(s) in {prof['seconds']:.0f} s at "
+            f"{prof['rate']} Hz, all threads (raw stacks: {files}).",
+            "",
+        ]
         rows = [[name, f"{n / total:.1%}"] for name, n in prof["categories"].items()] if total else []
         out += [markdown_table(["where", "share of samples"], rows), ""]
 
     out += ["## Targets (2-core CPU box)", ""]
-    out += [markdown_table(["target", "wanted", "measured", "verdict"],
-                           [[t.name, t.wanted, t.shown, t.verdict] for t in targets(report)], "llrl"), ""]
+    out += [
+        markdown_table(
+            ["target", "wanted", "measured", "verdict"], [[t.name, t.wanted, t.shown, t.verdict] for t in targets(report)], "llrl"
+        ),
+        "",
+    ]
     notes = report.get("notes", [])
     if notes:
         out += ["Notes:", "", *(f"- {n}" for n in notes), ""]

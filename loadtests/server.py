@@ -1,4 +1,5 @@
 """Start ``python -m serving`` on free loopback ports, wait until it is ready, always stop it."""
+
 from __future__ import annotations
 
 import os
@@ -89,8 +90,7 @@ def wait_ready(service: Service, timeout: float = 180.0, grpc: bool = True) -> f
             try:
                 http_ready = http_ready or httpx.get(f"{service.http_url}/readyz", timeout=2).status_code == 200
                 if http_ready and (
-                    not grpc
-                    or health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING
+                    not grpc or health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING
                 ):
                     service.ready_s = time.monotonic() - service.launched
                     return service.ready_s
@@ -114,8 +114,13 @@ def stop(service: Service, timeout: float = 40.0) -> int:
 
 
 @contextmanager
-def running(log_path: Path, bentoml_home: str | None = None, cpus: set[int] | None = None,
-            extra_env: dict[str, str] | None = None, timeout: float = 180.0) -> Iterator[Service]:
+def running(
+    log_path: Path,
+    bentoml_home: str | None = None,
+    cpus: set[int] | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+) -> Iterator[Service]:
     """A ready service for the ``with`` block; stopped on the way out, whatever happens."""
     service = launch(log_path, bentoml_home, cpus, extra_env)
     try:

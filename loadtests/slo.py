@@ -1,4 +1,5 @@
 """SLO profiles (TOML) and the verdict over locust's ``*_stats.csv``."""
+
 from __future__ import annotations
 
 import csv

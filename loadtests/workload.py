@@ -3,6 +3,7 @@
 Shared by the locustfile and the benchmark's load generator, so both send the same bytes.
 Bodies are built once, before the run: the load generator should spend its CPU on sending.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,8 +97,7 @@ def multipart_png(png: bytes, field_name: str = "image", filename: str = "digit.
     """A multipart/form-data body with one file field, and its Content-Type."""
     b = MULTIPART_BOUNDARY
     head = (
-        f'--{b}\r\nContent-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\n'
-        "Content-Type: image/png\r\n\r\n"
+        f'--{b}\r\nContent-Disposition: form-data; name="{field_name}"; filename="{filename}"\r\nContent-Type: image/png\r\n\r\n'
     ).encode()
     return head + png + f"\r\n--{b}--\r\n".encode(), f"multipart/form-data; boundary={b}"
 

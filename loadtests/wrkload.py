@@ -14,6 +14,7 @@ textbook BentoML ``POST /predict``.
 
 wrk is Debian's package ``wrk`` (``apt-get install wrk``); :class:`WrkNotFound` says so when it is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -91,27 +92,33 @@ def ours_body(image: Any, model: str | None = "lstm") -> bytes:
 def triton_body(image: Any, input_name: str = "images") -> bytes:
     """Triton ``POST /v2/models/<name>/infer`` (KServe v2 JSON): FP32 [1, 28, 28], row-major flat data in 0..1."""
     flat = ",".join(_num(v) for v in (_uint8_image(image).astype(np.float64) / 255.0).ravel().tolist())
-    return (f'{{"inputs":[{{"name":{json.dumps(input_name)},"datatype":"FP32","shape":[1,28,28],'
-            f'"data":[{flat}]}}]}}').encode()
+    return (f'{{"inputs":[{{"name":{json.dumps(input_name)},"datatype":"FP32","shape":[1,28,28],"data":[{flat}]}}]}}').encode()
 
 
 def v2_binary_spec(image: Any, model: str = "mnist-lstm") -> RequestSpec:
     """Our ``POST /v2/models/<name>/infer`` with the binary tensor data extension: a JSON header, then
     the FP32 [1, 28, 28] image as 3,136 raw little-endian bytes (what ``tritonclient.http`` sends)."""
     raw = (_uint8_image(image).astype(np.float32) / 255.0).astype("<f4").tobytes()
-    header = json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28],
-                                     "parameters": {"binary_data_size": len(raw)}}]}, separators=(",", ":")).encode()
-    return RequestSpec(f"/v2/models/{model}/infer", header + raw, "application/octet-stream",
-                       headers=(("Inference-Header-Content-Length", str(len(header))),))
+    header = json.dumps(
+        {"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "parameters": {"binary_data_size": len(raw)}}]},
+        separators=(",", ":"),
+    ).encode()
+    return RequestSpec(
+        f"/v2/models/{model}/infer",
+        header + raw,
+        "application/octet-stream",
+        headers=(("Inference-Header-Content-Length", str(len(header))),),
+    )
 
 
 def textbook_body(image: Any, input_name: str = "images") -> bytes:
     """Textbook BentoML ``POST /predict``: ``{"images": [<28 rows of 28 floats in 0..1>]}``, shape [1, 28, 28]."""
-    return f'{{{json.dumps(input_name)}:[{scaled_rows_json(image)}]}}'.encode()
+    return f"{{{json.dumps(input_name)}:[{scaled_rows_json(image)}]}}".encode()
 
 
-def requests_for_image(image: Any, model: str = "lstm", triton_model: str = "mnist-lstm",
-                       input_name: str = "images") -> dict[str, RequestSpec]:
+def requests_for_image(
+    image: Any, model: str = "lstm", triton_model: str = "mnist-lstm", input_name: str = "images"
+) -> dict[str, RequestSpec]:
     """The single-image request of each server for one image: keys ``ours``, ``triton``, ``textbook``."""
     return {
         "ours": RequestSpec("/v1/classify", ours_body(image, model)),
@@ -125,8 +132,9 @@ def probe(url: str, spec: RequestSpec, timeout: float = 30.0) -> tuple[int, byte
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url.rstrip("/") + spec.path, data=spec.body, method=spec.method,
-                                     headers={"Content-Type": spec.content_type, **dict(spec.headers)})
+    request = urllib.request.Request(
+        url.rstrip("/") + spec.path, data=spec.body, method=spec.method, headers={"Content-Type": spec.content_type, **dict(spec.headers)}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -141,8 +149,9 @@ def wrk_path() -> str:
     """The ``wrk`` executable, or :class:`WrkNotFound` with how to install it."""
     path = shutil.which("wrk")
     if not path:
-        raise WrkNotFound("wrk is not installed: `apt-get install wrk` (Debian/Ubuntu package 'wrk'); "
-                          "the peer comparison drives its HTTP load with it")
+        raise WrkNotFound(
+            "wrk is not installed: `apt-get install wrk` (Debian/Ubuntu package 'wrk'); the peer comparison drives its HTTP load with it"
+        )
     return path
 
 
@@ -156,8 +165,9 @@ def _lua_string(text: str) -> str:
     return f"[{eq}[\n{text}]{eq}]"
 
 
-def lua_script(body_path: str | os.PathLike[str], content_type: str = "application/json", method: str = "POST",
-               headers: Sequence[tuple[str, str]] = ()) -> str:
+def lua_script(
+    body_path: str | os.PathLike[str], content_type: str = "application/json", method: str = "POST", headers: Sequence[tuple[str, str]] = ()
+) -> str:
     """The wrk script: send the body in ``body_path`` (read once per thread); count non-2xx answers per
     thread; ``done()`` prints one line ``WRKLOAD_JSON {...}`` with wrk's summary, socket errors, the
     non-2xx count and latency percentiles in microseconds."""
@@ -225,7 +235,7 @@ def parse_wrk_output(stdout: str) -> dict[str, Any]:
     raw = None
     for line in stdout.splitlines():
         if line.startswith(MARKER):
-            raw = json.loads(line[len(MARKER):])
+            raw = json.loads(line[len(MARKER) :])
     if raw is None:
         raise WrkFailed(f"wrk printed no {MARKER.strip()} line:\n{stdout[-2000:]}")
     seconds = (raw["duration_us"] or 0) / 1e6
@@ -253,18 +263,36 @@ def parse_wrk_output(stdout: str) -> dict[str, Any]:
     }
 
 
-def wrk_command(url: str, script: str | os.PathLike[str], connections: int, duration_s: int, threads: int,
-                timeout_s: float, wrk: str = "wrk") -> list[str]:
+def wrk_command(
+    url: str, script: str | os.PathLike[str], connections: int, duration_s: int, threads: int, timeout_s: float, wrk: str = "wrk"
+) -> list[str]:
     """The wrk command line (duration and timeout in whole seconds, threads at most the connections)."""
     threads = max(1, min(threads, connections))
-    return [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s",
-            "--timeout", f"{max(1, round(timeout_s))}s", "-s", str(script), url]
+    return [
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration_s}s",
+        "--timeout",
+        f"{max(1, round(timeout_s))}s",
+        "-s",
+        str(script),
+        url,
+    ]
 
 
 def run_timed(cmd: list[str], cpus: set[int] | None, limit_s: float) -> tuple[int, str, float]:
     """Run a load generator (wrk, h2load); (exit status, output, its CPU seconds). Killed if it overruns ``limit_s``."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+    )
     watchdog = threading.Timer(limit_s, proc.kill)
     watchdog.start()
     try:
@@ -280,9 +308,21 @@ def run_timed(cmd: list[str], cpus: set[int] | None, limit_s: float) -> tuple[in
     return proc.returncode, out, usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(url: str, path: str, body_bytes: bytes, content_type: str = "application/json", connections: int = 32,
-            duration_s: float = 10.0, threads: int = 1, *, warmup_s: float = 0.0, timeout_s: float = 10.0,
-            cpus: set[int] | None = None, method: str = "POST", headers: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+def run_wrk(
+    url: str,
+    path: str,
+    body_bytes: bytes,
+    content_type: str = "application/json",
+    connections: int = 32,
+    duration_s: float = 10.0,
+    threads: int = 1,
+    *,
+    warmup_s: float = 0.0,
+    timeout_s: float = 10.0,
+    cpus: set[int] | None = None,
+    method: str = "POST",
+    headers: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
     """Closed-loop load on ``url + path`` with ``connections`` keep-alive connections for ``duration_s``
     (whole seconds, at least 1) after an unmeasured ``warmup_s`` run; ``cpus`` pins wrk.
 
@@ -309,6 +349,12 @@ def run_wrk(url: str, path: str, body_bytes: bytes, content_type: str = "applica
     if code != 0:
         raise WrkFailed(f"wrk exited with {code}: {' '.join(cmd)}\n{out[-2000:]}")
     result = parse_wrk_output(out)
-    result.update(connections=connections, threads=max(1, min(threads, connections)), body_bytes=len(body_bytes),
-                  client_cpu_s=cpu, client_cpu_cores=cpu / (result["seconds"] or wall or 1.0), url=target)
+    result.update(
+        connections=connections,
+        threads=max(1, min(threads, connections)),
+        body_bytes=len(body_bytes),
+        client_cpu_s=cpu,
+        client_cpu_cores=cpu / (result["seconds"] or wall or 1.0),
+        url=target,
+    )
     return result

@@ -7,6 +7,7 @@ unready at once, still answering for SERVING_DRAIN_DELAY_S (default 5 s, for Kub
 propagation; `make serve` sets 0), then finishing what they accepted (SERVING_DRAIN_TIMEOUT_S).
 BentoML kills a worker 30 s after SIGTERM, so keep the delay + timeout under that.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,8 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .settings import Settings
 
@@ -64,18 +65,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         SERVING_HTTP_PORT=str(args.http_port),
         SERVING_GRPC_PORT="0" if args.no_grpc else str(args.grpc_port),
     )
-    print(f"serving: HTTP on http://{args.host}:{args.http_port}"
-          + ("" if args.no_grpc else f", gRPC on {args.host}:{args.grpc_port}"), flush=True)
+    print(
+        f"serving: HTTP on http://{args.host}:{args.http_port}" + ("" if args.no_grpc else f", gRPC on {args.host}:{args.grpc_port}"),
+        flush=True,
+    )
     if target.startswith("serving."):
         os.chdir(REPO)
     # Nothing left to supervise: each BentoML worker runs both fronts, so become `bentoml serve`.
-    os.execv(sys.executable, [
-        sys.executable, "-m", "bentoml", "serve", target, "--host", args.host, "--port", str(args.http_port),
-        # uvicorn's own bound on in-flight requests at shutdown (after the service's drain, serving/service.py)
-        "--timeout-graceful-shutdown", str(max(1, math.ceil(settings.drain_timeout_s))),
-        # idle keep-alive connections are closed after this long
-        "--timeout-keep-alive", str(settings.keepalive_timeout_s),
-    ])
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            target,
+            "--host",
+            args.host,
+            "--port",
+            str(args.http_port),
+            # uvicorn's own bound on in-flight requests at shutdown (after the service's drain, serving/service.py)
+            "--timeout-graceful-shutdown",
+            str(max(1, math.ceil(settings.drain_timeout_s))),
+            # idle keep-alive connections are closed after this long
+            "--timeout-keep-alive",
+            str(settings.keepalive_timeout_s),
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ A cancelled request (gRPC deadline, HTTP client gone) leaves the queue before it
 Compute runs on one dedicated thread per batcher (ONNX Runtime releases the GIL), so
 the event loop keeps parsing requests while a batch computes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,9 +74,7 @@ class Batcher:
         if self._closed:
             raise NotReady(f"model {self.name} was just unloaded; retry")
         if len(self._queue) >= self.max_queue:
-            raise Overloaded(
-                f"model {self.name} has {len(self._queue)} requests queued (the limit, SERVING_MAX_QUEUE); retry shortly"
-            )
+            raise Overloaded(f"model {self.name} has {len(self._queue)} requests queued (the limit, SERVING_MAX_QUEUE); retry shortly")
         loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
             self._wake = asyncio.Event()

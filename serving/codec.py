@@ -3,6 +3,7 @@ and the validation every input goes through before it may enter a batch.
 
 TensorProto comes from the protos generated into ``contract.protos`` (never TensorFlow).
 """
+
 from __future__ import annotations
 
 import io
@@ -47,9 +48,7 @@ def npy_to_array(data: bytes, max_bytes: int) -> np.ndarray:
     offset = fp.tell()
     needed = count * dtype.itemsize
     if len(data) - offset < needed:
-        raise InvalidInput(
-            f".npy data is truncated: shape {tuple(shape)} of {dtype} needs {needed} bytes, got {len(data) - offset}"
-        )
+        raise InvalidInput(f".npy data is truncated: shape {tuple(shape)} of {dtype} needs {needed} bytes, got {len(data) - offset}")
     flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
     return flat.reshape(shape, order="F" if fortran else "C")
 
@@ -64,8 +63,10 @@ def array_to_npy(arr: np.ndarray) -> bytes:
 def arrays_to_npz(arrays: dict[str, np.ndarray]) -> bytes:
     """``numpy.savez`` of named arrays into bytes (no pickle); ``numpy.load`` reads it back by name."""
     buf = io.BytesIO()
-    np.savez(buf, **{name: np.asarray(a) for name, a in arrays.items()})
+    np.savez(buf, **{name: np.asarray(a) for name, a in arrays.items()})  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     return buf.getvalue()
+
+
 # --- JSON pre-check ---------------------------------------------------------------------
 
 
@@ -157,20 +158,19 @@ def normalize_pixels(arr: Any, what: str = "images") -> np.ndarray:
     kind = arr.dtype.kind
     if kind in "iu":
         if arr.size:
-            mn, mx = int(arr.min()), int(arr.max())
-            if mn < 0 or mx > 255:
-                raise InvalidInput(f"integer {what} must be within 0..255, got min {mn} and max {mx}")
-        out = arr.astype(np.float32)
-        out /= 255.0
-        return out
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi > 255:
+                raise InvalidInput(f"integer {what} must be within 0..255, got min {lo} and max {hi}")
+        scaled: np.ndarray = arr.astype(np.float32)
+        scaled /= 255.0
+        return scaled
     if kind == "f":
         out = np.asarray(arr, dtype=np.float32)
         if out.size:
             mn, mx = _min_max(out, what)
             if mn < 0.0 or mx > 1.0:
                 raise InvalidInput(
-                    f"float {what} must be within [0, 1], got min {mn:g} and max {mx:g}; "
-                    "send integers 0..255 or scale floats to [0, 1]"
+                    f"float {what} must be within [0, 1], got min {mn:g} and max {mx:g}; send integers 0..255 or scale floats to [0, 1]"
                 )
         return out
     raise InvalidInput(f"{what} must be numbers (integers 0..255 or floats in [0, 1]), got dtype {arr.dtype}")

@@ -4,6 +4,7 @@ The page talks only to the public ``/v1`` routes from the browser; this front ju
 files, read once, with a Content-Security-Policy that allows nothing from elsewhere (no CDN: the
 page works offline).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

@@ -10,6 +10,7 @@ until the queue is empty, and only then lets uvicorn close. The workers share th
 The listener is found by port among this process's file descriptors: BentoML offers no public
 handle on the socket uvicorn serves.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -46,8 +47,12 @@ def listening_sockets(port: int) -> list[socket.socket]:
         except OSError:
             continue
         try:
-            listening = sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6) \
-                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1 and sock.getsockname()[1] == port
+            listening = (
+                sock.type == socket.SOCK_STREAM
+                and sock.family in (socket.AF_INET, socket.AF_INET6)
+                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+                and sock.getsockname()[1] == port
+            )
         except OSError:
             listening = False
         if listening:
@@ -73,4 +78,4 @@ def refuse_new_connections(sock: socket.socket) -> bool:
 def accept_queue_length(sock: socket.socket) -> int:
     """Connections waiting in the listener's accept queue (tcp_info's tcpi_unacked on a listener)."""
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    return struct.unpack_from("I", info, _TCPI_UNACKED)[0]
+    return int(struct.unpack_from("I", info, _TCPI_UNACKED)[0])

@@ -9,6 +9,7 @@ engine float32 rows that match the model's signature and get numpy arrays back. 
 batcher of its own: its rows go through each member's batcher (one batch each, concurrently) and
 the answer is the mean.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,11 +25,10 @@ import numpy as np
 from contract import images
 from contract.errors import NotReady, ServingError
 
-from . import versions
+from . import plots, versions
 from .batcher import Batcher
 from .lifecycle import Lifecycle
 from .metrics import EngineMetrics, engine_metrics
-from . import plots
 from .runtime import DEFAULT_TASKS, EnsembleRuntime, ModelRuntime, Registry, mean_probabilities
 from .settings import Settings
 
@@ -260,12 +260,14 @@ class Engine:
         out = []
         for rt in self.registry.served():
             labels = self.registry.labels.get(rt.store_name, {})
-            out.append({
-                **rt.describe(),
-                "current": rt.key in current,
-                "default": rt.key in current and defaults.get(rt.task) == rt.public_name,
-                "labels": sorted(label for label, v in labels.items() if versions.matches(rt, [v])),
-            })
+            out.append(
+                {
+                    **rt.describe(),
+                    "current": rt.key in current,
+                    "default": rt.key in current and defaults.get(rt.task) == rt.public_name,
+                    "labels": sorted(label for label, v in labels.items() if versions.matches(rt, [v])),
+                }
+            )
         return out
 
     def _default_or_none(self, task: str) -> str | None:

@@ -6,6 +6,7 @@ gRPC sets ``SO_REUSEPORT`` on Linux, so the kernel spreads connections over the 
 It only translates: TensorProto -> validated float32 rows -> ``engine.infer`` -> TensorProto.
 The messages come from the protos generated into ``contract.protos``: no TensorFlow here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,9 +70,7 @@ class PredictionServicer:
             response.outputs[name].CopyFrom(tensors.array_to_tensor_proto(outputs[name]))
         return response
 
-    async def GetModelMetadata(
-        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext
-    ) -> Any:
+    async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext) -> Any:
         fields = list(request.metadata_field)
         if fields != ["signature_def"]:
             raise InvalidInput(f"metadata_field must be ['signature_def'], got {fields}")
@@ -152,9 +151,7 @@ def signature_def_map(signature: dict[str, Any]) -> get_model_metadata_pb2.Signa
         return meta_graph_pb2.TensorInfo(
             name=spec["name"],
             dtype=tensors.tf_dtype(spec["dtype"]),  # type: ignore[arg-type]  # the stubs type enums as DataType, values are ints
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in spec["shape"]]
-            ),
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(d)) for d in spec["shape"]]),
         )
 
     sig = meta_graph_pb2.SignatureDef(method_name=PREDICT_METHOD)

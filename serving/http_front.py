@@ -6,6 +6,7 @@ Single requests go through the engine's per-model batcher (shared with gRPC); a 
 disconnects while its request is queued takes it out of the queue. Every error has one shape:
 ``{"error": message, "type": class}``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,10 +66,12 @@ class ClassifyRequest(BaseModel):
     )
     model: str | None = Field(
         default=None,
-        description="Classifier name, or 'ensemble' (the mean of the seven); default: the best single classifier "
-        "by stored test accuracy",
+        description="Classifier name, or 'ensemble' (the mean of the seven); default: the best single classifier by stored test accuracy",
     )
-    version: str | None = Field(default=None, description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served")
+    version: str | None = Field(
+        default=None,
+        description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served",
+    )
     members: bool = Field(default=False, description="with model=ensemble: also every member's answer per image")
 
 
@@ -94,7 +97,10 @@ class ClassifyResponse(BaseModel):
 class GenerateRequest(BaseModel):
     z: Any = Field(description="Latent points: N x latent_dim (or one point)", examples=[[[1.4, -1.3]]])
     model: str | None = Field(default=None, description="Generator name (vae2, vae4); default vae2")
-    version: str | None = Field(default=None, description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served")
+    version: str | None = Field(
+        default=None,
+        description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served",
+    )
     format: Literal["png", "array"] = Field(default="png", description="png: one image or a grid; array: JSON pixels")
 
 
@@ -102,7 +108,10 @@ class SampleRequest(BaseModel):
     n: int = Field(default=16, ge=1, description="How many images")
     seed: int = Field(default=0, ge=0, description="z = numpy default_rng(seed).standard_normal((n, latent))")
     model: str | None = None
-    version: str | None = Field(default=None, description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served")
+    version: str | None = Field(
+        default=None,
+        description="Version number, store tag or label (stable, canary); default: the stable label if set, else the newest served",
+    )
     format: Literal["png", "array"] = "png"
 
 
@@ -241,7 +250,9 @@ async def parse_json(request: Request, model: type[M], counts: tuple[int, int, s
 async def classify(request: Request) -> Response:
     engine = current_engine()
     rows = engine.settings.max_images_per_request
-    body = await parse_json(request, ClassifyRequest, (rows * IMAGE_VALUES + JSON_SLACK, rows * IMAGE_ARRAYS + JSON_SLACK, f"{rows} images"))
+    body = await parse_json(
+        request, ClassifyRequest, (rows * IMAGE_VALUES + JSON_SLACK, rows * IMAGE_ARRAYS + JSON_SLACK, f"{rows} images")
+    )
     rt = engine.model("classification", body.model, body.version)
     pixels = codec.pixels_from_json(body.images)
     if pixels.ndim == 2:
@@ -365,9 +376,7 @@ async def manifold(
     dims: Annotated[str | None, Query(description="the two varied latent dims, e.g. 2,3 (default 0,1)")] = None,
     fixed: Annotated[str | None, Query(description="values of every latent dim (varied ones ignored), e.g. 1,0,0,0")] = None,
     version: VersionQuery = None,
-    axes: Annotated[
-        bool, Query(description="frame the grid like the notebook: axis names, tick values, title (+72 x +76 px)")
-    ] = False,
+    axes: Annotated[bool, Query(description="frame the grid like the notebook: axis names, tick values, title (+72 x +76 px)")] = False,
 ) -> Response:
     engine = current_engine()
     rt = engine.model("generation", model, version)
@@ -399,7 +408,7 @@ async def model_info(name: ModelName, version: VersionQuery = None) -> Response:
         raise ModelNotFound(f"unknown model {name[:100]!r}; see GET /v1/models")
     chosen = [e for e in mine if (e["current"] if version is None else version in (str(e["version_number"]), e["version"], *e["labels"]))]
     if not chosen:
-        raise VersionNotFound(f"model {name[:100]!r} has no served version {version[:100]!r}")
+        raise VersionNotFound(f"model {name[:100]!r} has no served version {str(version)[:100]!r}")
     # A shared public name (vae2: decoder and encoder) answers with the decoder, like the v2 protocol.
     entry = min(chosen, key=lambda e: TASKS.index(e["task"]))
     served = sorted((e["version_number"] for e in mine if e["store_name"] == entry["store_name"]), reverse=True)

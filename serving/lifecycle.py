@@ -12,6 +12,7 @@ Workers share two kinds of files in SERVING_STATE_DIR: ``control.json``, the con
 unloads and labels (written by the worker that took the call, applied by every worker within a
 second), and ``worker-<pid>.json``, what each worker serves (``GET /v1/models`` shows them all).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -67,10 +68,7 @@ def list_store(tags: Sequence[str] = ()) -> list[Stored]:
     import bentoml
 
     models = [bentoml.models.get(tag) for tag in tags] if tags else bentoml.models.list()
-    return [
-        Stored(m.tag.name, str(m.tag.version), m.creation_time.timestamp(), Path(m.path), dict(m.info.metadata))
-        for m in models
-    ]
+    return [Stored(m.tag.name, str(m.tag.version), m.creation_time.timestamp(), Path(m.path), dict(m.info.metadata)) for m in models]
 
 
 def registry_from_store(settings: Settings, pinned: Sequence[str] = ()) -> Registry:
@@ -150,8 +148,14 @@ class Lifecycle:
             raise ModelIntegrityError(f"{s.store_name}:{s.version}: bad signature.json ({e})") from e
         kind = EnsembleRuntime if s.metadata.get("kind") == "ensemble" else ModelRuntime  # no model file of its own
         return kind(
-            store_name=s.store_name, version=s.version, path=s.path, metadata=s.metadata, signature=signature,
-            providers=self.providers, created=s.created, intra_op_threads=self.settings.intra_op_threads,
+            store_name=s.store_name,
+            version=s.version,
+            path=s.path,
+            metadata=s.metadata,
+            signature=signature,
+            providers=self.providers,
+            created=s.created,
+            intra_op_threads=self.settings.intra_op_threads,
             spinning=self.settings.ort_spinning,
         )
 

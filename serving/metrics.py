@@ -4,6 +4,7 @@ Created on first use inside a worker: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` 
 starts, and its ``/metrics`` merges every worker's samples (queue depth is summed over workers).
 An autoscaler can scale on ``model_queue_seconds``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,15 +40,19 @@ def engine_metrics() -> EngineMetrics:
 
     return EngineMetrics(
         queue_seconds=prom.Histogram(
-            "model_queue_seconds", "Seconds a request waited for its batch to start, per model",
-            ["model"], buckets=LATENCY_BUCKETS,
+            "model_queue_seconds",
+            "Seconds a request waited for its batch to start, per model",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
         ),
         compute_seconds=prom.Histogram(
             "model_inference_seconds", "ONNX Runtime seconds per call, per model", ["model"], buckets=LATENCY_BUCKETS
         ),
         batch_size=prom.Histogram("model_batch_size", "Rows per ONNX Runtime call, per model", ["model"], buckets=BATCH_BUCKETS),
         queue_depth=prom.Gauge(
-            "model_queue_depth", "Requests waiting for a batch, per model (summed over workers)",
-            ["model"], multiprocess_mode="livesum",
+            "model_queue_depth",
+            "Requests waiting for a batch, per model (summed over workers)",
+            ["model"],
+            multiprocess_mode="livesum",
         ),
     )

@@ -16,6 +16,7 @@
 Error bodies take the shape of the API the path belongs to: ``{"error"}`` under ``/v2``,
 ``{"error", "type"}`` everywhere else.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -103,7 +104,8 @@ class ErrorShield:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         tracked = _Tracked(send, quiet=True)
         try:
             await self.app(scope, receive, tracked)
@@ -150,7 +152,7 @@ class RouteTemplates:
         if path in self.exact:
             return path
         for prefix, template, regex in self.routes:
-            if path.startswith(prefix) and regex.match(path[len(prefix):] or "/"):
+            if path.startswith(prefix) and regex.match(path[len(prefix) :] or "/"):
                 return template
         return OTHER
 
@@ -176,16 +178,22 @@ class HttpMetrics:
             labels = ["endpoint", "service_name", "service_version", "http_response_code", "runner_name"]
             self._families = (
                 prom.Counter("bentoml_service_request_total", "Total number of requests, per route", labels),
-                prom.Histogram("bentoml_service_request_duration_seconds", "Request duration in seconds, per route",
-                               labels, buckets=self.buckets),
-                prom.Gauge("bentoml_service_request_in_progress", "Requests being served now, per route",
-                           ["endpoint", "service_name", "service_version", "runner_name"], multiprocess_mode="livesum"),
+                prom.Histogram(
+                    "bentoml_service_request_duration_seconds", "Request duration in seconds, per route", labels, buckets=self.buckets
+                ),
+                prom.Gauge(
+                    "bentoml_service_request_in_progress",
+                    "Requests being served now, per route",
+                    ["endpoint", "service_name", "service_version", "runner_name"],
+                    multiprocess_mode="livesum",
+                ),
             )
         return self._families
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         path = scope["path"]
         if path == "/metrics" and scope["method"] in ("GET", "HEAD"):
             return await self._serve_metrics(send)
@@ -210,8 +218,13 @@ class HttpMetrics:
     async def _serve_metrics(self, send: Any) -> None:
         self._metrics()
         text = await asyncio.to_thread(_render_metrics)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), (b"content-length", str(len(text)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8"), (b"content-length", str(len(text)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": text})
 
 
@@ -223,7 +236,7 @@ def _render_metrics() -> bytes:
 
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = prom.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return prom.generate_latest(registry)
     return prom.generate_latest()
 
@@ -243,14 +256,21 @@ class RouteFallback:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         if self.openapi is not None and scope["path"] == "/docs.json" and scope["method"] in ("GET", "HEAD"):
             if self._document is None:
                 self._document = orjson.dumps(self.openapi())
             body = self._document
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-            return await send({"type": "http.response.body", "body": body})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
         alias = self.aliases.get(scope["path"])
         if alias is not None:
             scope = {**scope, "path": alias, "raw_path": alias.encode()}
@@ -269,8 +289,12 @@ class RouteFallback:
                         error = MethodNotAllowed(f"{path} does not take {scope['method']}; see /docs.json")
                     body = orjson.dumps(error_payload(scope["path"], error))
                     extra = [(k, v) for k, v in message.get("headers") or () if k.lower() == b"allow"]
-                    await send({**message, "headers": [(b"content-type", b"application/json"),
-                                                       (b"content-length", str(len(body)).encode()), *extra]})
+                    await send(
+                        {
+                            **message,
+                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": body})
                     return
             if not replaced:
@@ -294,11 +318,14 @@ class RequestLimits:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         headers = scope.get("headers") or ()
         size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + sum(len(k) + len(v) + 4 for k, v in headers)
         if size > self.max_header_bytes:
-            error = HeadersTooLarge(f"request line and headers of {size} bytes are over the {self.max_header_bytes}-byte limit (SERVING_MAX_HEADER_BYTES)")
+            error = HeadersTooLarge(
+                f"request line and headers of {size} bytes are over the {self.max_header_bytes}-byte limit (SERVING_MAX_HEADER_BYTES)"
+            )
             return await send_error(scope, send, error, close=True)
         declared = dict(headers).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
@@ -308,7 +335,7 @@ class RequestLimits:
 
         async def counted() -> dict[str, Any]:
             nonlocal received, exceeded
-            message = await receive()
+            message: dict[str, Any] = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
@@ -365,8 +392,15 @@ class ConnectionRecycle:
     after each answer moves clients to other replicas and leaves no idle connection to cut.
     """
 
-    def __init__(self, app: Any, every: int, drain: Drain | None = None, remember: int = 8192,
-                 max_in_flight: int = 0, exempt: Sequence[str] = ("/livez", "/healthz", "/readyz", "/metrics")) -> None:
+    def __init__(
+        self,
+        app: Any,
+        every: int,
+        drain: Drain | None = None,
+        remember: int = 8192,
+        max_in_flight: int = 0,
+        exempt: Sequence[str] = ("/livez", "/healthz", "/readyz", "/metrics"),
+    ) -> None:
         self.app = app
         self.every = every
         self.drain = drain or DRAIN
@@ -377,7 +411,8 @@ class ConnectionRecycle:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         drain = self.drain
         if self.max_in_flight and drain.in_flight >= self.max_in_flight and scope["path"] not in self.exempt:
             # Refused before the body is read or parsed: under overload the refusals stay cheap, so they stay fast.

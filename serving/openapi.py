@@ -6,6 +6,7 @@ This document merges the ``/v1`` and ``/v2`` apps' own (3.1) documents, adds Ben
 metrics routes, and gives every operation the statuses the service can answer it with, each error
 in the shape of its API (``{"error", "type"}`` on /v1, ``{"error"}`` on /v2).
 """
+
 from __future__ import annotations
 
 import copy
@@ -67,8 +68,9 @@ def document(apps: Sequence[tuple[str, Any]], title: str, description: str, vers
         responses: dict[str, Any] = {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
         if path == "/readyz":
             responses["503"] = {"description": "Not ready or draining", "content": {"text/plain": {"schema": {"type": "string"}}}}
-        paths[path] = {"get": {"summary": summary, "operationId": f"infra_{path.strip('/')}", "tags": ["infrastructure"],
-                               "responses": responses}}
+        paths[path] = {
+            "get": {"summary": summary, "operationId": f"infra_{path.strip('/')}", "tags": ["infrastructure"], "responses": responses}
+        }
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "description": description, "version": version},
@@ -101,7 +103,7 @@ def _hoist_defs(node: Any, schemas: dict[str, Any]) -> Any:
             schemas.setdefault(name, _hoist_defs(schema, schemas))
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str) and value.startswith("#/$defs/"):
-                node[key] = "#/components/schemas/" + value[len("#/$defs/"):]
+                node[key] = "#/components/schemas/" + value[len("#/$defs/") :]
             else:
                 _hoist_defs(value, schemas)
     elif isinstance(node, list):

@@ -5,6 +5,7 @@ matrix from the test-set counts stored with a classifier (or the ensemble); noth
 and no TensorFlow or matplotlib runs here (``serving.plots`` draws with Pillow). Each PNG is
 drawn once per model version and cached by the engine.
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Any

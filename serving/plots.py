@@ -4,6 +4,7 @@ Pure functions of numpy arrays: the labelled latent manifold, the label clusters
 set in a 2-D latent plane, and a classifier's confusion matrix. Sizes are fixed by the inputs
 (documented per function) so clients and tests can rely on them.
 """
+
 from __future__ import annotations
 
 import io
@@ -16,8 +17,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 # matplotlib's tab10, the palette the notebook's scatter used for the ten classes.
 TAB10 = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 )
 # matplotlib's "Blues" end points, for the confusion matrix cells.
 BLUES = ((247, 251, 255), (8, 48, 107))
@@ -172,8 +181,7 @@ def confusion(matrix: np.ndarray, labels: Sequence[str], title: str) -> bytes:
         x, y = CONFUSION_LEFT + j * CONFUSION_CELL, CONFUSION_TOP + i * CONFUSION_CELL
         draw.rectangle((x, y, x + CONFUSION_CELL - 1, y + CONFUSION_CELL - 1), fill=colour)
         if count:
-            _text(draw, (x + CONFUSION_CELL / 2, y + CONFUSION_CELL / 2), str(count), "mm", 11,
-                  PAPER if t > 0.5 else INK)
+            _text(draw, (x + CONFUSION_CELL / 2, y + CONFUSION_CELL / 2), str(count), "mm", 11, PAPER if t > 0.5 else INK)
     side = k * CONFUSION_CELL
     draw.rectangle((CONFUSION_LEFT - 1, CONFUSION_TOP - 1, CONFUSION_LEFT + side, CONFUSION_TOP + side), outline=INK)
     for idx, label in enumerate(labels):

@@ -3,6 +3,7 @@
 A stored ensemble (``kind: ensemble`` in its metadata) has no model file: :class:`EnsembleRuntime`
 stands for it, over the runtimes of its members.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +11,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -234,8 +235,12 @@ class EnsembleRuntime(ModelRuntime):
             **super().describe(),
             "provider": self.members[0].provider if self.members else None,
             "members": [
-                {"name": m.public_name, "store_name": m.store_name, "version": m.version,
-                 "measured_version": measured.get(m.store_name) or None}
+                {
+                    "name": m.public_name,
+                    "store_name": m.store_name,
+                    "version": m.version,
+                    "measured_version": measured.get(m.store_name) or None,
+                }
                 for m in self.members
             ],
         }

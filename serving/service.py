@@ -17,6 +17,7 @@ On SIGTERM a worker drains without losing a request:
 4. once no HTTP request is in flight and none started for a moment, uvicorn shuts down (nothing
    left to cut), bounded by SERVING_DRAIN_TIMEOUT_S; then the batchers stop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -73,7 +74,7 @@ class DigitsService:
         for name in unknown_env_names():
             logger.warning("%s is set but is not a setting (a typo?); `python -m serving.settings` lists them", name)
         # Served from a built Bento: exactly the model versions it was built with, not the store's newest.
-        bento = DigitsService.bento
+        bento = DigitsService.bento  # type: ignore[attr-defined]  # set by @bentoml.service
         pinned = [str(m.tag) for m in bento.info.all_models] if bento is not None else []
         self.engine = Engine.from_store(SETTINGS, pinned)
         self.grpc: Any = None  # the GrpcFront, when SERVING_GRPC_PORT is not 0
@@ -89,7 +90,7 @@ class DigitsService:
     def __is_ready__(self) -> bool:
         return self.engine.ready
 
-    @bentoml.on_startup
+    @bentoml.on_startup  # type: ignore[untyped-decorator]  # bentoml's hook decorators are untyped
     async def start_grpc(self) -> None:
         """Start the gRPC front and the model lifecycle (hot reload) on this worker's loop, and hear
         SIGTERM before the HTTP server does."""
@@ -121,8 +122,9 @@ class DigitsService:
             return
         self.engine.draining = True
         DRAIN.draining = True
-        logger.info("SIGTERM: unready; answering for %.1fs more, then draining (up to %.0fs)",
-                    SETTINGS.drain_delay_s, SETTINGS.drain_timeout_s)
+        logger.info(
+            "SIGTERM: unready; answering for %.1fs more, then draining (up to %.0fs)", SETTINGS.drain_delay_s, SETTINGS.drain_timeout_s
+        )
         if self.grpc is not None:
             asyncio.ensure_future(self.grpc.set_serving(False))
         self._drained = asyncio.ensure_future(self._drain(then))
@@ -155,7 +157,7 @@ class DigitsService:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.raise_signal(signal.SIGTERM)
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     async def stop_fronts(self) -> None:
         """After HTTP has drained: let gRPC finish too, then stop the batchers."""
         if self._grpc_stopped is None and self.grpc is not None:
@@ -174,14 +176,17 @@ def _openapi() -> dict[str, Any]:
     return openapi.document([("/v1", api), ("/v2", v2_api)], api.title, api.description or "", api.version)
 
 
-# Outermost first.
-DigitsService.add_asgi_middleware(ErrorShield)
-DigitsService.add_asgi_middleware(
+# Outermost first. (@bentoml.service made the class a bentoml Service; the type checker still sees the class.)
+_service: Any = DigitsService
+_service.add_asgi_middleware(ErrorShield)
+_service.add_asgi_middleware(
     HttpMetrics,
-    templates=RouteTemplates([("/v1", api), ("/v2", v2_api), ("/demo", demo)], exact=["/", "/v2", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"]),
+    templates=RouteTemplates(
+        [("/v1", api), ("/v2", v2_api), ("/demo", demo)], exact=["/", "/v2", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"]
+    ),
     service_name="digits",
     buckets=LATENCY_BUCKETS,
 )
-DigitsService.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"}, openapi=_openapi)
-DigitsService.add_asgi_middleware(RequestLimits, max_body_bytes=SETTINGS.max_body_bytes, max_header_bytes=SETTINGS.max_header_bytes)
-DigitsService.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection, max_in_flight=SETTINGS.max_in_flight)
+_service.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"}, openapi=_openapi)
+_service.add_asgi_middleware(RequestLimits, max_body_bytes=SETTINGS.max_body_bytes, max_header_bytes=SETTINGS.max_header_bytes)
+_service.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection, max_in_flight=SETTINGS.max_in_flight)

@@ -3,6 +3,7 @@
 ``python -m serving.settings`` prints the configuration table (Markdown) for the README;
 ``python -m serving.settings --current`` prints the values the current environment yields.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -127,26 +128,41 @@ class Settings:
 
     host: str = _setting("127.0.0.1", _parse_str, "interface both servers bind to (0.0.0.0 for all)")
     http_port: int = _setting(3000, _int(0, 65535), "HTTP (BentoML) port")
-    grpc_port: int = _setting(8500, _int(0, 65535), "gRPC port (TF-Serving PredictionService, health, reflection), shared by the workers (SO_REUSEPORT); 0 = no gRPC")
+    grpc_port: int = _setting(
+        8500,
+        _int(0, 65535),
+        "gRPC port (TF-Serving PredictionService, health, reflection), shared by the workers (SO_REUSEPORT); 0 = no gRPC",
+    )
     models: tuple[str, ...] = _setting(
-        (), _parse_list, "comma-separated store names or tags to serve, a fixed set (no policies, no reload); empty = what SERVING_VERSION_POLICY selects from the store"
+        (),
+        _parse_list,
+        "comma-separated store names or tags to serve, a fixed set (no policies, no reload); empty = what SERVING_VERSION_POLICY selects from the store",
     )
     version_policy: str = _setting(
-        "latest", _parse_version_policy,
+        "latest",
+        _parse_version_policy,
         "versions served per model: latest, 'latest N', 'specific V1,V2' or all; one for every model, or 'model=policy' entries separated by ';' (see serving/versions.py)",
     )
     version_labels: str = _setting(
-        "", _parse_version_labels, "labels naming versions, e.g. 'mnist-lstm:stable=1795541821,canary=1795600000'; unversioned requests go to 'stable' when set"
+        "",
+        _parse_version_labels,
+        "labels naming versions, e.g. 'mnist-lstm:stable=1795541821,canary=1795600000'; unversioned requests go to 'stable' when set",
     )
-    model_poll_s: float = _setting(30.0, _float(0.0), "seconds between looks at the model store for new versions to load; 0 = load once at start-up")
+    model_poll_s: float = _setting(
+        30.0, _float(0.0), "seconds between looks at the model store for new versions to load; 0 = load once at start-up"
+    )
     retire_grace_s: float = _setting(
-        5.0, _float(0.0), "seconds an unselected version keeps serving requests that already chose it, before its queue is finished and it is unloaded"
+        5.0,
+        _float(0.0),
+        "seconds an unselected version keeps serving requests that already chose it, before its queue is finished and it is unloaded",
     )
     model_control: bool = _setting(
         False, _parse_bool, "enable the model control API (POST /v2/repository/..., label changes): it changes what is served"
     )
     state_dir: str | None = _setting(
-        None, _parse_optional_str, "directory the workers share for control and per-worker state; empty = a temp dir named after the server process"
+        None,
+        _parse_optional_str,
+        "directory the workers share for control and per-worker state; empty = a temp dir named after the server process",
     )
     default_classifier: str | None = _setting(
         None, _parse_optional_str, "classifier used when a request names none; empty = best stored test_accuracy"
@@ -160,13 +176,19 @@ class Settings:
     )
     max_batch_size: int = _setting(64, _int(1), "most rows the batcher merges into one model call")
     queue_delay_ms: float = _setting(
-        0.0, _float(0.0), "how long a batch waits for more requests once the model is free; 0 = never wait (an idle model runs a lone request at once)"
+        0.0,
+        _float(0.0),
+        "how long a batch waits for more requests once the model is free; 0 = never wait (an idle model runs a lone request at once)",
     )
     max_queue: int = _setting(
-        128, _int(1), "requests waiting per model and worker; past it a request is refused at once (HTTP 503 + Retry-After, gRPC UNAVAILABLE)"
+        128,
+        _int(1),
+        "requests waiting per model and worker; past it a request is refused at once (HTTP 503 + Retry-After, gRPC UNAVAILABLE)",
     )
     max_in_flight: int = _setting(
-        256, _int(0), "HTTP requests one worker holds at once (health and metrics aside); past it a request is refused with 503 before its body is read (0 = no bound)"
+        256,
+        _int(0),
+        "HTTP requests one worker holds at once (health and metrics aside); past it a request is refused with 503 before its body is read (0 = no bound)",
     )
     max_body_bytes: int = _setting(16 * MiB, _parse_bytes, "largest HTTP request body (accepts 16MiB style suffixes)")
     max_image_pixels: int = _setting(16_000_000, _int(1), "largest uploaded image, width x height (decompression-bomb guard)")
@@ -174,16 +196,21 @@ class Settings:
     max_bulk_images: int = _setting(65536, _int(1), "most images in one .npy batch-classify request")
     max_generate_n: int = _setting(256, _int(1), "most latent rows in one generate request, and largest sample n")
     max_manifold_n: int = _setting(40, _int(1), "largest manifold grid side n (n x n images decoded in one batch)")
-    manifold_cache: int = _setting(32, _int(0), "manifold PNGs kept in memory (LRU; 0 = off); the default 30x30 grid is rendered at start-up")
+    manifold_cache: int = _setting(
+        32, _int(0), "manifold PNGs kept in memory (LRU; 0 = off); the default 30x30 grid is rendered at start-up"
+    )
     grpc_max_message_bytes: int = _setting(16 * MiB, _parse_bytes, "largest gRPC message, both directions")
     drain_delay_s: float = _setting(
-        5.0, _float(0.0),
+        5.0,
+        _float(0.0),
         "seconds after SIGTERM that the server still accepts and answers while reporting unready (time for Kubernetes to take it out of its endpoints); `make serve` uses 0",
     )
     drain_timeout_s: float = _setting(
         20.0, _float(0.0), "after the drain delay: seconds to finish every accepted request before exiting (pod grace >= delay + this)"
     )
-    keepalive_timeout_s: int = _setting(5, _int(1), "idle HTTP keep-alive connections are closed after this many seconds (uvicorn's timeout_keep_alive)")
+    keepalive_timeout_s: int = _setting(
+        5, _int(1), "idle HTTP keep-alive connections are closed after this many seconds (uvicorn's timeout_keep_alive)"
+    )
     max_header_bytes: int = _setting(
         64 << 10, _parse_bytes, "largest HTTP request line + headers; larger requests get 431 (accepts 64KiB style suffixes)"
     )
@@ -198,7 +225,9 @@ class Settings:
         False, _parse_bool, "keep BentoML's OpenTelemetry request spans (set an exporter in BentoML's config); off saves ~15% CPU"
     )
     requests_per_connection: int = _setting(
-        100, _int(0), "HTTP keep-alive connections get 'Connection: close' after this many requests, so clients spread evenly over the workers (0 = never)"
+        100,
+        _int(0),
+        "HTTP keep-alive connections get 'Connection: close' after this many requests, so clients spread evenly over the workers (0 = never)",
     )
     access_log: bool = _setting(False, _parse_bool, "BentoML's per-request access log lines (off saves CPU on the request path)")
     log_level: str = _setting("INFO", _parse_log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL")

@@ -9,6 +9,7 @@ and against the payload actually sent before anything is allocated.
 Pixel inputs (``images``) take ``UINT8`` 0..255 or ``FP32`` in [0, 1], the pixel rule of the
 ``/v1`` API; every other input (a decoder's ``z``) takes ``FP32``.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,6 @@ def server_metadata() -> dict[str, Any]:
     return {"name": SERVER_NAME, "version": version("rnn-vae-serving"), "extensions": list(EXTENSIONS)}
 
 
-
 def find_model(engine: Engine, name: str, version: str | None) -> ModelRuntime:
     """A served model by store name (``mnist-lstm``) or public name (``lstm``, ``vae2`` = the decoder).
 
@@ -99,10 +99,7 @@ def model_config(engine: Engine, rt: ModelRuntime) -> dict[str, Any]:
     """
 
     def tensors(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [
-            {"name": s["name"], "data_type": "TYPE_" + datatype_of(np.dtype(s["dtype"])), "dims": list(s["shape"][1:])}
-            for s in specs
-        ]
+        return [{"name": s["name"], "data_type": "TYPE_" + datatype_of(np.dtype(s["dtype"])), "dims": list(s["shape"][1:])} for s in specs]
 
     try:  # requests that name no model go to a classifier or a decoder, never to an encoder
         default = (
@@ -133,16 +130,16 @@ def row_limit(engine: Engine, rt: ModelRuntime) -> int:
     return s.max_generate_n if rt.task == "generation" else s.max_images_per_request
 
 
-def check_input_header(engine: Engine, rt: ModelRuntime, name: str, datatype: str, shape: list[Any]) -> tuple[np.dtype[Any], tuple[int, ...]]:
+def check_input_header(
+    engine: Engine, rt: ModelRuntime, name: str, datatype: str, shape: list[Any]
+) -> tuple[np.dtype[Any], tuple[int, ...]]:
     """Name, datatype and shape of one input against the model and the limits; nothing allocated yet."""
     spec = rt.input_spec
     if name != spec["name"]:
         raise InvalidInput(f"model {rt.store_name} has no input {name[:100]!r}; its input is {spec['name']!r}")
     allowed = accepted_datatypes(rt)
     if datatype not in allowed:
-        raise InvalidInput(
-            f"input {name!r} of model {rt.store_name} takes datatype {' or '.join(allowed)}, got {str(datatype)[:20]!r}"
-        )
+        raise InvalidInput(f"input {name!r} of model {rt.store_name} takes datatype {' or '.join(allowed)}, got {str(datatype)[:20]!r}")
     if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers, got {str(shape)[:100]}")
     expected = spec["shape"]
@@ -172,9 +169,7 @@ def array_from_bytes(name: str, dtype: np.dtype[Any], shape: tuple[int, ...], ra
     """Raw little-endian row-major bytes (binary extension, ``raw_input_contents``) as an array of ``shape``."""
     needed = math.prod(shape) * dtype.itemsize
     if len(raw) != needed:
-        raise InvalidInput(
-            f"input {name!r}: shape {list(shape)} of {datatype_of(dtype)} needs {needed} bytes of data, got {len(raw)}"
-        )
+        raise InvalidInput(f"input {name!r}: shape {list(shape)} of {datatype_of(dtype)} needs {needed} bytes of data, got {len(raw)}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
@@ -218,7 +213,9 @@ def check_outputs(rt: ModelRuntime, requested: list[Output] | None) -> list[Outp
         raise InvalidInput(f"model {rt.store_name} has no output(s) {unknown}; its outputs are {known}")
     for o in requested:
         if o.classes and (rt.task != "classification" or o.classes < 0):
-            raise InvalidInput(f"output {o.name!r}: the classification parameter applies to a classifier's probabilities, with a count >= 1")
+            raise InvalidInput(
+                f"output {o.name!r}: the classification parameter applies to a classifier's probabilities, with a count >= 1"
+            )
     return requested
 
 

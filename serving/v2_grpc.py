@@ -6,6 +6,7 @@ protocol. Inputs come as typed ``contents`` or ``raw_input_contents``; outputs g
 ``raw_output_contents``, as Triton answers. Messages are generated from Triton's
 ``grpc_service.proto`` into ``contract.protos.inference`` (byte-identical to tritonclient's).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,9 +27,18 @@ SERVICE = "inference.GRPCInferenceService"
 
 # InferTensorContents field per datatype (Triton's mapping; UINT8/16 travel as uint_contents, INT8/16 as int_contents).
 _CONTENTS_FIELD = {
-    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 
 
@@ -93,7 +103,9 @@ class InferenceServicer:
         else:
             values = getattr(tensor.contents, _CONTENTS_FIELD[tensor.datatype])
             if not values:
-                raise InvalidInput(f"input {tensor.name!r} has no data: send contents.{_CONTENTS_FIELD[tensor.datatype]} or raw_input_contents")
+                raise InvalidInput(
+                    f"input {tensor.name!r} has no data: send contents.{_CONTENTS_FIELD[tensor.datatype]} or raw_input_contents"
+                )
             arr = v2.shaped(tensor.name, dtype, shape, np.asarray(values))
         rows = v2.to_rows(rt, tensor.name, arr)
         outputs = v2.check_outputs(rt, [_requested(o) for o in request.outputs] or None)
@@ -127,10 +139,15 @@ class InferenceServicer:
     def handlers(self) -> grpc.GenericRpcHandler:
         """Method handlers: requests parsed here (undecodable bytes are INVALID_ARGUMENT); the rest UNIMPLEMENTED."""
         implemented = {
-            "ServerLive": pb.ServerLiveRequest, "ServerReady": pb.ServerReadyRequest, "ModelReady": pb.ModelReadyRequest,
-            "ServerMetadata": pb.ServerMetadataRequest, "ModelMetadata": pb.ModelMetadataRequest,
-            "ModelConfig": pb.ModelConfigRequest, "ModelInfer": pb.ModelInferRequest,
-            "RepositoryIndex": pb.RepositoryIndexRequest, "RepositoryModelLoad": pb.RepositoryModelLoadRequest,
+            "ServerLive": pb.ServerLiveRequest,
+            "ServerReady": pb.ServerReadyRequest,
+            "ModelReady": pb.ModelReadyRequest,
+            "ServerMetadata": pb.ServerMetadataRequest,
+            "ModelMetadata": pb.ModelMetadataRequest,
+            "ModelConfig": pb.ModelConfigRequest,
+            "ModelInfer": pb.ModelInferRequest,
+            "RepositoryIndex": pb.RepositoryIndexRequest,
+            "RepositoryModelLoad": pb.RepositoryModelLoadRequest,
             "RepositoryModelUnload": pb.RepositoryModelUnloadRequest,
         }
         table = {name: guarded_handler(getattr(self, name), cls) for name, cls in implemented.items()}

@@ -7,6 +7,7 @@ raw bytes (``parameters.binary_data_size`` each, in input order), and outputs re
 same way when ``binary_data_output`` (or an output's ``binary_data``) asks for it.
 Errors are the protocol's ``{"error": message}`` with the service's status table.
 """
+
 from __future__ import annotations
 
 import logging
@@ -108,8 +109,11 @@ async def live() -> Response:
 async def ready() -> Response:
     engine = current_engine()
     if not engine.ready:
-        return JSON({"ready": False, "error": "not ready: models loading or the server draining"}, status_code=503,
-                    headers={"Retry-After": RETRY_AFTER_S})
+        return JSON(
+            {"ready": False, "error": "not ready: models loading or the server draining"},
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
     return JSON({"ready": True})
 
 
@@ -197,8 +201,9 @@ _INFER_DOC = {
         "required": True,
         "content": {
             "application/json": {"schema": InferenceRequest.model_json_schema()},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                                                    "description": "binary tensor data extension: JSON header + raw tensors"}},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary", "description": "binary tensor data extension: JSON header + raw tensors"}
+            },
         },
     }
 }
@@ -210,9 +215,11 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
     engine, rt = _model(name, version)
     body = await request.body()
     header, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
-    rows = v2.row_limit(engine, rt)
+    limit = v2.row_limit(engine, rt)
     per_row = math.prod(rt.row_shape)
-    codec.check_json_counts(header, rows * per_row + JSON_SLACK, rows * (1 + rt.row_shape[0]) + JSON_SLACK, f"{rows} rows of {rt.store_name}")
+    codec.check_json_counts(
+        header, limit * per_row + JSON_SLACK, limit * (1 + rt.row_shape[0]) + JSON_SLACK, f"{limit} rows of {rt.store_name}"
+    )
     try:
         req = InferenceRequest.model_validate(orjson.loads(header))
     except orjson.JSONDecodeError as e:
@@ -228,9 +235,7 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidInput(f"input {tensor.name!r}: binary_data_size must be a non-negative integer")
         if size != len(binary):
-            raise InvalidInput(
-                f"input {tensor.name!r} declares binary_data_size {size}, but {len(binary)} bytes follow the JSON header"
-            )
+            raise InvalidInput(f"input {tensor.name!r} declares binary_data_size {size}, but {len(binary)} bytes follow the JSON header")
         arr = v2.array_from_bytes(tensor.name, dtype, shape, binary)
     else:
         if binary:

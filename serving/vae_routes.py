@@ -5,6 +5,7 @@ Images come as JSON (N x 28 x 28, the pixel rule of ``/v1/classify``), as one up
 or as a raw ``.npy`` body; the route picks by ``Content-Type``. Encoders and decoders run through
 the engine's batchers like every other request.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +58,9 @@ class EncodeResponse(BaseModel):
 
 class InterpolateRequest(BaseModel):
     model: str | None = Field(default=None, description="vae2 or vae4 (default vae2)")
-    z: Any = Field(default=None, description="two latent points [start, end], each of the model's latent size",
-                   examples=[[[-1.5, 1.0], [1.5, -1.0]]])
+    z: Any = Field(
+        default=None, description="two latent points [start, end], each of the model's latent size", examples=[[[-1.5, 1.0], [1.5, -1.0]]]
+    )
     images: Any = Field(default=None, description="instead of z: two 28 x 28 images; the path runs between their z_mean")
     steps: int = Field(default=10, ge=2, le=MAX_STEPS, description="points on the path, both ends included")
     format: Literal["png", "gif", "array"] = Field(
@@ -200,10 +202,17 @@ async def reconstruct(
     z_mean, z_log_var, decoded = await until_disconnect(request, run())
     loss, kl = reconstruction_loss(pixels, decoded), kl_divergence(z_mean, z_log_var)
     if ((body.format if body else None) or fmt) == "array":
-        return JSON({
-            "model": encoder.public_name, "version": decoder.version, "loss": LOSS,
-            "reconstruction_loss": loss, "kl": kl, "z_mean": z_mean, "images": decoded,
-        })
+        return JSON(
+            {
+                "model": encoder.public_name,
+                "version": decoder.version,
+                "loss": LOSS,
+                "reconstruction_loss": loss,
+                "kl": kl,
+                "z_mean": z_mean,
+                "images": decoded,
+            }
+        )
     pairs = np.stack([pixels, decoded], axis=1).reshape(-1, *pixels.shape[1:])
     headers = {
         **_model_headers(decoder),

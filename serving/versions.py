@@ -13,6 +13,7 @@ Labels name a served version (``stable``, ``canary``): ``SERVING_VERSION_LABELS`
 ``stable`` label when it is set and served, else to the newest served version. A version is
 written as its number (registration time in seconds, what TF Serving and v2 use) or its store tag.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence

@@ -39,8 +39,17 @@ def trained_store(tmp_path_factory) -> SimpleNamespace:
     home, runs, log = root / "bentoml", root / "runs", root / "build.log"
     env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
     command = [
-        sys.executable, "-m", "training", "build", "--profile", "test",
-        "--data-dir", str(_data_dir()), "--out", str(runs), "--quiet",
+        sys.executable,
+        "-m",
+        "training",
+        "build",
+        "--profile",
+        "test",
+        "--data-dir",
+        str(_data_dir()),
+        "--out",
+        str(runs),
+        "--quiet",
     ]
     started = time.monotonic()
     with log.open("wb") as out:

@@ -41,8 +41,12 @@ def _add_layout(parser: argparse.ArgumentParser, repositories: bool = False) -> 
         choices=sorted(LAYOUTS) + (list(REPOSITORY_LAYOUTS) if repositories else []),
         default="bentoml",
         help="where exports go: 'bentoml' registers them in the store at $BENTOML_HOME (default)"
-        + ("; 'triton' / 'tfserving' write the models already in that store as a Triton model repository / "
-           "TensorFlow Serving base paths under --out (--model all: every stored model)" if repositories else ""),
+        + (
+            "; 'triton' / 'tfserving' write the models already in that store as a Triton model repository / "
+            "TensorFlow Serving base paths under --out (--model all: every stored model)"
+            if repositories
+            else ""
+        ),
     )
     if repositories:
         parser.add_argument("--out", type=Path, help="output folder of --layout triton|tfserving")
@@ -62,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train models; one run directory per model under --out")
     _add_model(train)
-    train.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                       help="defaults for epochs, data limits and batch size (default: default)")
+    train.add_argument(
+        "--profile", choices=sorted(PROFILES), default="default", help="defaults for epochs, data limits and batch size (default: default)"
+    )
     train.add_argument("--epochs", type=int, help="epochs for every selected model (default: the profile's)")
     _add_data(train)
     train.add_argument("--out", type=Path, default=DEFAULT_RUNS, help="runs folder (default: runs/)")
@@ -79,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layout(export, repositories=True)
 
     build = commands.add_parser("build", help="train + export + register every model of a profile")
-    build.add_argument("--profile", choices=sorted(PROFILES), required=True,
-                       help="default = quality (make models); quick = minutes (make serve); test = tiny (tests)")
+    build.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        required=True,
+        help="default = quality (make models); quick = minutes (make serve); test = tiny (tests)",
+    )
     _add_model(build, required=False)
     _add_data(build)
     build.add_argument("--out", type=Path, default=DEFAULT_RUNS, help="runs folder (default: runs/)")
@@ -176,8 +185,11 @@ def main(argv: list[str] | None = None) -> int:
                 exports.update(_export([name], args.out, args.layout))
             summary = _summary(args.out, args.profile, exports, time.perf_counter() - started)
             (args.out / "build.json").write_text(json.dumps(summary, indent=2) + "\n")
-            print(f"[build] profile {args.profile}: {len(names)} models in {summary['total_seconds']:.0f}s; "
-                  f"summary in {args.out / 'build.json'}", flush=True)
+            print(
+                f"[build] profile {args.profile}: {len(names)} models in {summary['total_seconds']:.0f}s; "
+                f"summary in {args.out / 'build.json'}",
+                flush=True,
+            )
     except (DataError, ExportError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

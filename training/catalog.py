@@ -74,8 +74,5 @@ def resolve_models(spec: str) -> list[str]:
     names = [part.strip() for part in spec.split(",") if part.strip()]
     unknown = [n for n in names if n not in ALL_MODELS]
     if unknown or not names:
-        raise ValueError(
-            f"unknown model {', '.join(map(repr, unknown)) or repr(spec)}; "
-            f"expected one of {', '.join(ALL_MODELS)} or 'all'"
-        )
+        raise ValueError(f"unknown model {', '.join(map(repr, unknown)) or repr(spec)}; expected one of {', '.join(ALL_MODELS)} or 'all'")
     return names

@@ -73,8 +73,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     zero, type_code, ndim = raw[0] << 8 | raw[1], raw[2], raw[3]
     if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
         raise DataError(
-            f"{path}: bad magic number 0x{raw[:4].hex()} "
-            "(expected 0x0000TTNN: two zero bytes, a type code, the number of dimensions)"
+            f"{path}: bad magic number 0x{raw[:4].hex()} (expected 0x0000TTNN: two zero bytes, a type code, the number of dimensions)"
         )
     header_len = 4 + 4 * ndim
     if len(raw) < header_len:
@@ -85,8 +84,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if len(raw) != expected:
         raise DataError(
             f"{path}: header says shape {list(dims)} ({expected} bytes in all) "
-            f"but the file has {len(raw)} bytes"
-            + (" (truncated?)" if len(raw) < expected else "")
+            f"but the file has {len(raw)} bytes" + (" (truncated?)" if len(raw) < expected else "")
         )
     data = np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(dims)
     return data.astype(dtype.newbyteorder("="), copy=False)
@@ -105,8 +103,7 @@ def _read_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(
-            f"{images_path}: expected uint8 images of shape [N, {IMAGE_SIDE}, {IMAGE_SIDE}], "
-            f"got {images.dtype} {list(images.shape)}"
+            f"{images_path}: expected uint8 images of shape [N, {IMAGE_SIDE}, {IMAGE_SIDE}], got {images.dtype} {list(images.shape)}"
         )
     if labels.dtype != np.uint8 or labels.ndim != 1:
         raise DataError(f"{labels_path}: expected uint8 labels of shape [N], got {labels.dtype} {list(labels.shape)}")

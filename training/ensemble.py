@@ -68,8 +68,13 @@ def evaluate(options, out: Path) -> dict:
     run_dir = out / ENSEMBLE
     (run_dir / "reports").mkdir(parents=True, exist_ok=True)
     write_classifier_evaluation(
-        run_dir, ENSEMBLE, metrics, matrix,
-        member_accuracy=members, best_member=best, beats_best_member=metrics["test_accuracy"] > members[best],
+        run_dir,
+        ENSEMBLE,
+        metrics,
+        matrix,
+        member_accuracy=members,
+        best_member=best,
+        beats_best_member=metrics["test_accuracy"] > members[best],
     )
     first = runs[MEMBERS[0]]
     record = {

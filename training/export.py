@@ -88,9 +88,7 @@ def _load_endpoint(entry: StoreEntry, run_dir: Path):
     encoder = vae.deterministic_encoder(keras.models.load_model(run_dir / "encoder.keras"))
     if entry.part == "encoder":
         inputs = [TensorInfo("images", tuple(encoder.input.shape), UNIT_RANGE)]
-        outputs = [
-            TensorInfo(name, tuple(encoder.get_layer(name).output.shape), None) for name in ("z_mean", "z_log_var")
-        ]
+        outputs = [TensorInfo(name, tuple(encoder.get_layer(name).output.shape), None) for name in ("z_mean", "z_log_var")]
         return encoder, inputs, outputs, images[..., None]
 
     decoder = keras.models.load_model(run_dir / "decoder.keras")
@@ -124,8 +122,7 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
             f"{entry.store_name}: TF and ONNX Runtime differ by up to {diff:.3g} on {len(parity_inputs)} "
             f"test inputs (allowed {PARITY_TOLERANCE:g})"
         )
-    print(f"[export] {entry.store_name}: parity max |TF - ONNX| = {diff:.3g} on {len(parity_inputs)} inputs",
-          flush=True)
+    print(f"[export] {entry.store_name}: parity max |TF - ONNX| = {diff:.3g} on {len(parity_inputs)} inputs", flush=True)
 
     latent = {"classifier": None, "decoder": inputs[0], "encoder": outputs[0]}[entry.part]
     signature = {
@@ -146,7 +143,10 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
 
     metadata = metadata_for(entry, run, metrics, diff, sha256(out / "model.onnx"))
     labels = {
-        "task": entry.task, "dataset": entry.dataset, "public_name": entry.public_name, "profile": str(run["profile"]),
+        "task": entry.task,
+        "dataset": entry.dataset,
+        "public_name": entry.public_name,
+        "profile": str(run["profile"]),
     }
     return Exported(entry, out, signature, metadata, labels)
 
@@ -300,9 +300,11 @@ def export(name: str, runs: Path, layout: str = "bentoml") -> list[dict]:
     for exported in export_run(run_dir):
         location = publish(exported)
         print(f"[export] {exported.entry.store_name} -> {layout}: {location}", flush=True)
-        published.append({
-            "store_name": exported.entry.store_name,
-            "location": location,
-            "parity_max_abs_diff": exported.metadata.get("parity_max_abs_diff"),  # None: the ensemble
-        })
+        published.append(
+            {
+                "store_name": exported.entry.store_name,
+                "location": location,
+                "parity_max_abs_diff": exported.metadata.get("parity_max_abs_diff"),  # None: the ensemble
+            }
+        )
     return published

@@ -39,8 +39,7 @@ def plot_confusion(matrix: np.ndarray, labels: Sequence[str], path: Path, title:
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                    color="white" if count > threshold else "black")
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if count > threshold else "black")
     return _save(fig, path)
 
 
@@ -63,9 +62,7 @@ def plot_curves(history: dict[str, list[float]], path: Path, title: str, test: d
     return _save(fig, path)
 
 
-def manifold_latents(
-    base: Sequence[float], dims: tuple[int, int], n: int = 30, scale: float = 2.0
-) -> np.ndarray:
+def manifold_latents(base: Sequence[float], dims: tuple[int, int], n: int = 30, scale: float = 2.0) -> np.ndarray:
     """``n*n`` latent vectors in display order (rows top to bottom, columns left to right).
 
     ``base`` with ``z[dims[0]]`` running over [-scale, scale] left to right and
@@ -102,9 +99,7 @@ def tile(images: np.ndarray, n: int) -> np.ndarray:
     return images.reshape(n, n, h, w).transpose(0, 2, 1, 3).reshape(n * h, n * w)
 
 
-def plot_manifold(
-    mosaic: np.ndarray, n: int, scale: float, dims: tuple[int, int], base: Sequence[float], path: Path, title: str
-) -> Path:
+def plot_manifold(mosaic: np.ndarray, n: int, scale: float, dims: tuple[int, int], base: Sequence[float], path: Path, title: str) -> Path:
     """The decoded latent grid, axes labelled with latent coordinates."""
     plt = _pyplot()
     side = mosaic.shape[0] // n
@@ -122,9 +117,7 @@ def plot_manifold(
     return _save(fig, path)
 
 
-def plot_latent_scatter(
-    z_mean: np.ndarray, labels: np.ndarray, label_names: Sequence[str], path: Path, title: str
-) -> Path:
+def plot_latent_scatter(z_mean: np.ndarray, labels: np.ndarray, label_names: Sequence[str], path: Path, title: str) -> Path:
     """Test-set ``z_mean`` coloured by class, one panel per pair of consecutive latent dims."""
     plt = _pyplot()
     pairs = [(i, i + 1) for i in range(0, z_mean.shape[1] - 1, 2)]

@@ -17,6 +17,7 @@ gRPC front reports, so a client sees the same version from every server.
     OUT/<store name>/<version>/          the SavedModel (signature ``serving_default``)
     OUT/models.config                    --model_config_file for all of them, mounted at /models
 """
+
 from __future__ import annotations
 
 import json
@@ -82,14 +83,16 @@ def stored_models(models: Sequence[str] | None = None) -> list[StoredModel]:
         signature_file = path / "signature.json"
         if not signature_file.is_file():
             raise RepositoryError(f"{model.tag}: no signature.json in {path}; it was not registered by `python -m training`")
-        result.append(StoredModel(
-            name=model.tag.name,
-            tag=str(model.tag),
-            version=int(model.creation_time.timestamp()),
-            path=path,
-            signature=json.loads(signature_file.read_text()),
-            metadata=dict(model.info.metadata),
-        ))
+        result.append(
+            StoredModel(
+                name=model.tag.name,
+                tag=str(model.tag),
+                version=int(model.creation_time.timestamp()),
+                path=path,
+                signature=json.loads(signature_file.read_text()),
+                metadata=dict(model.info.metadata),
+            )
+        )
     return result
 
 
@@ -136,23 +139,25 @@ def triton_config(
     for batch in (b for b in WARMUP_BATCH_SIZES if b <= max_batch_size):
         tensors = "\n".join(
             f'    inputs {{ key: "{s["name"]}" value: {{ data_type: {_dtype(s, name)} '
-            f'dims: [ {", ".join(str(d) for d in _dims(s, name))} ] zero_data: true }} }}'
+            f"dims: [ {', '.join(str(d) for d in _dims(s, name))} ] zero_data: true }} }}"
             for s in signature["inputs"]
         )
         warmups.append(f'  {{\n    name: "zeros_batch_{batch}"\n    batch_size: {batch}\n{tensors}\n  }}')
-    return "\n".join([
-        "# Written by `python -m training export --layout triton` from the BentoML store; tensors as in signature.json.",
-        f'name: "{name}"',
-        'platform: "onnxruntime_onnx"',
-        'backend: "onnxruntime"',
-        f"max_batch_size: {max_batch_size}",
-        f"version_policy: {{ specific: {{ versions: [ {', '.join(str(v) for v in sorted(versions))} ] }} }}",
-        f"input [\n{inputs}\n]",
-        f"output [\n{outputs}\n]",
-        f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}",
-        "model_warmup [\n" + ",\n".join(warmups) + "\n]",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Written by `python -m training export --layout triton` from the BentoML store; tensors as in signature.json.",
+            f'name: "{name}"',
+            'platform: "onnxruntime_onnx"',
+            'backend: "onnxruntime"',
+            f"max_batch_size: {max_batch_size}",
+            f"version_policy: {{ specific: {{ versions: [ {', '.join(str(v) for v in sorted(versions))} ] }} }}",
+            f"input [\n{inputs}\n]",
+            f"output [\n{outputs}\n]",
+            f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}",
+            "model_warmup [\n" + ",\n".join(warmups) + "\n]",
+            "",
+        ]
+    )
 
 
 def tf_serving_config(versions: dict[str, list[int]], mount: str = TF_SERVING_MOUNT) -> str:
@@ -237,10 +242,15 @@ def export_repository(
     if layout == "triton":
         for name in names:
             signature = next(m.signature for m in picked if m.name == name)
-            (out_dir / name / "config.pbtxt").write_text(triton_config(
-                name, signature, _versions_on_disk(out_dir, name, "model.onnx"),
-                max_batch_size=max_batch_size, queue_delay_us=queue_delay_us,
-            ))
+            (out_dir / name / "config.pbtxt").write_text(
+                triton_config(
+                    name,
+                    signature,
+                    _versions_on_disk(out_dir, name, "model.onnx"),
+                    max_batch_size=max_batch_size,
+                    queue_delay_us=queue_delay_us,
+                )
+            )
     else:
         every = {p.name: _versions_on_disk(out_dir, p.name, "saved_model.pb") for p in out_dir.iterdir() if p.is_dir()}
         (out_dir / "models.config").write_text(tf_serving_config({k: v for k, v in every.items() if v}))

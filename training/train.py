@@ -74,14 +74,9 @@ def train(name: str, options: TrainOptions, out: Path) -> dict:
 
     run_dir = out / name
     (run_dir / "reports").mkdir(parents=True, exist_ok=True)
-    split = data.load(
-        dataset_of(name), options.data_dir, seed=options.seed, limit=options.limit, test_limit=options.test_limit
-    )
+    split = data.load(dataset_of(name), options.data_dir, seed=options.seed, limit=options.limit, test_limit=options.test_limit)
     if len(split.x_test) < MIN_PARITY_INPUTS:
-        raise data.DataError(
-            f"{name}: the test set has {len(split.x_test)} images; "
-            f"the export's parity check needs >= {MIN_PARITY_INPUTS}"
-        )
+        raise data.DataError(f"{name}: the test set has {len(split.x_test)} images; the export's parity check needs >= {MIN_PARITY_INPUTS}")
     # A fresh Keras state per model: memory of earlier models is released and
     # auto-generated layer names do not depend on what was trained before.
     keras.backend.clear_session()
@@ -160,13 +155,16 @@ def write_classifier_evaluation(run_dir: Path, name: str, metrics: dict, matrix:
     from training import report
 
     test_size = int(matrix.sum())
-    write_json(run_dir / "evaluation.json", {
-        "labels": DIGIT_LABELS,
-        "test_size": test_size,
-        "test_accuracy": metrics["test_accuracy"],
-        "confusion_matrix": matrix.tolist(),  # [true][predicted] counts
-        **extra,
-    })
+    write_json(
+        run_dir / "evaluation.json",
+        {
+            "labels": DIGIT_LABELS,
+            "test_size": test_size,
+            "test_accuracy": metrics["test_accuracy"],
+            "confusion_matrix": matrix.tolist(),  # [true][predicted] counts
+            **extra,
+        },
+    )
     report.plot_confusion(
         matrix,
         DIGIT_LABELS,
@@ -184,9 +182,7 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
     model = vae.build(name, config)
     x_train = data.to_float(split.x_train)[..., None]
     x_test = data.to_float(split.x_test)[..., None]
-    fit = model.fit(
-        x_train, batch_size=options.batch_size, epochs=options.epochs, shuffle=True, verbose=options.verbose
-    )
+    fit = model.fit(x_train, batch_size=options.batch_size, epochs=options.epochs, shuffle=True, verbose=options.verbose)
     model.encoder.save(run_dir / "encoder.keras")
     model.decoder.save(run_dir / "decoder.keras")
 
@@ -201,23 +197,37 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
     n, scale = 30, 2.0
     mosaic = report.decode_manifold(
         lambda z: ops.convert_to_numpy(model.decoder(z, training=False)),
-        config.base_vector(), config.manifold_dims, n=n, scale=scale,
+        config.base_vector(),
+        config.manifold_dims,
+        n=n,
+        scale=scale,
     )
     report.plot_manifold(
-        mosaic, n, scale, config.manifold_dims, config.base_vector(),
-        run_dir / "reports" / "manifold.png", f"{name}: decoded latent grid",
+        mosaic,
+        n,
+        scale,
+        config.manifold_dims,
+        config.base_vector(),
+        run_dir / "reports" / "manifold.png",
+        f"{name}: decoded latent grid",
     )
     z_mean = ops.convert_to_numpy(model.encoder.predict(x_test, batch_size=1024, verbose=0)[0])
     # What serving draws the label clusters from (no TensorFlow there): the test set's z_mean and labels.
-    write_json(run_dir / "evaluation.json", {
-        "labels": FASHION_LABELS,
-        "test_size": int(len(split.y_test)),
-        "latent_dim": int(z_mean.shape[1]),
-        "y": [int(y) for y in split.y_test],
-        "z_mean": np.round(z_mean.astype(np.float64), 5).tolist(),
-    })
+    write_json(
+        run_dir / "evaluation.json",
+        {
+            "labels": FASHION_LABELS,
+            "test_size": int(len(split.y_test)),
+            "latent_dim": int(z_mean.shape[1]),
+            "y": [int(y) for y in split.y_test],
+            "z_mean": np.round(z_mean.astype(np.float64), 5).tolist(),
+        },
+    )
     report.plot_latent_scatter(
-        z_mean, split.y_test, FASHION_LABELS, run_dir / "reports" / "latent_clusters.png",
+        z_mean,
+        split.y_test,
+        FASHION_LABELS,
+        run_dir / "reports" / "latent_clusters.png",
         f"{name}: test-set z_mean by class",
     )
     # Test figures under the history's metric names, for the dashed lines.

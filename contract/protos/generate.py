@@ -101,10 +101,7 @@ def generate(out: Path) -> None:
 
 def _tree(base: Path) -> set[str]:
     return {
-        p.relative_to(base).as_posix()
-        for root in ROOTS
-        for p in (base / root).rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts
+        p.relative_to(base).as_posix() for root in ROOTS for p in (base / root).rglob("*") if p.is_file() and "__pycache__" not in p.parts
     }
 
 
@@ -116,11 +113,7 @@ def check() -> list[str]:
         want, have = _tree(fresh), _tree(HERE)
         problems = [f"missing: {p}" for p in sorted(want - have)]
         problems += [f"stale (not generated): {p}" for p in sorted(have - want)]
-        problems += [
-            f"differs: {p}"
-            for p in sorted(want & have)
-            if not filecmp.cmp(fresh / p, HERE / p, shallow=False)
-        ]
+        problems += [f"differs: {p}" for p in sorted(want & have) if not filecmp.cmp(fresh / p, HERE / p, shallow=False)]
         return problems
 
 

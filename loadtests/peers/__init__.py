@@ -18,6 +18,7 @@ runs with the main venv's ``bentoml serve``. Both listen on 127.0.0.1 on free po
 This package's top level imports only the standard library: ``python -m loadtests.peers.triton_peer``
 imports it inside ``.venv-peers``, which has neither psutil nor the main venv's packages.
 """
+
 from __future__ import annotations
 
 import os
@@ -241,9 +242,16 @@ def _launch(name: str, cmd: list[str], env: dict[str, str], log_path: Path, cpus
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         launched = time.monotonic()
-        process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True,
-                                   preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        process = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
     return process, launched
 
 
@@ -256,9 +264,17 @@ def _started(peer: Peer, ready_paths: list[str], timeout: float) -> Peer:
     return peer
 
 
-def start_triton(model_dir: str | os.PathLike[str], log_path: str | os.PathLike[str], *, cpus: set[int] | None = None,
-                 timeout: float = 180.0, max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, instances: int = 1,
-                 ort_threads: int = 0, python: str | os.PathLike[str] | None = None) -> Peer:
+def start_triton(
+    model_dir: str | os.PathLike[str],
+    log_path: str | os.PathLike[str],
+    *,
+    cpus: set[int] | None = None,
+    timeout: float = 180.0,
+    max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
+    instances: int = 1,
+    ort_threads: int = 0,
+    python: str | os.PathLike[str] | None = None,
+) -> Peer:
     """Triton (PyTriton, ONNX Runtime in the infer function, dynamic batching) on free loopback ports,
     returned once ``/v2/health/ready`` and the model's ``/ready`` answer 200; stopped on failure.
     ``cpus`` pins it and its children."""
@@ -266,18 +282,47 @@ def start_triton(model_dir: str | os.PathLike[str], log_path: str | os.PathLike[
     sig = read_signature(model_dir)
     py = Path(python) if python else peers_python()
     http_port, grpc_port = free_port(), free_port()
-    cmd = [str(py), "-m", "loadtests.peers.triton_peer", "--model-dir", str(model_dir), "--http-port", str(http_port),
-           "--grpc-port", str(grpc_port), "--max-queue-delay-us", str(max_queue_delay_us), "--instances", str(instances),
-           "--ort-threads", str(ort_threads)]
+    cmd = [
+        str(py),
+        "-m",
+        "loadtests.peers.triton_peer",
+        "--model-dir",
+        str(model_dir),
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc_port),
+        "--max-queue-delay-us",
+        str(max_queue_delay_us),
+        "--instances",
+        str(instances),
+        "--ort-threads",
+        str(ort_threads),
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     process, launched = _launch("triton", cmd, env, Path(log_path), cpus)
-    peer = Peer("triton", process, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}",
-                f"/v2/models/{sig['name']}/infer", sig["name"], sig["input"], Path(log_path), launched)
+    peer = Peer(
+        "triton",
+        process,
+        f"http://127.0.0.1:{http_port}",
+        f"127.0.0.1:{grpc_port}",
+        f"/v2/models/{sig['name']}/infer",
+        sig["name"],
+        sig["input"],
+        Path(log_path),
+        launched,
+    )
     return _started(peer, ["/v2/health/ready", f"/v2/models/{sig['name']}/ready"], timeout)
 
 
-def start_textbook(model_dir: str | os.PathLike[str], log_path: str | os.PathLike[str], *, cpus: set[int] | None = None,
-                   timeout: float = 180.0, max_latency_ms: int | None = None) -> Peer:
+def start_textbook(
+    model_dir: str | os.PathLike[str],
+    log_path: str | os.PathLike[str],
+    *,
+    cpus: set[int] | None = None,
+    timeout: float = 180.0,
+    max_latency_ms: int | None = None,
+) -> Peer:
     """The textbook BentoML service (``bentoml serve``, BentoML's default of one worker) on a free loopback
     port, returned once ``/readyz`` answers 200; stopped on failure."""
     model_dir = Path(model_dir).resolve()
@@ -290,6 +335,5 @@ def start_textbook(model_dir: str | os.PathLike[str], log_path: str | os.PathLik
     if max_latency_ms is not None:
         env["TEXTBOOK_MAX_LATENCY_MS"] = str(max_latency_ms)
     process, launched = _launch("textbook", cmd, env, Path(log_path), cpus)
-    peer = Peer("textbook", process, f"http://127.0.0.1:{port}", None, "/predict", sig["name"], sig["input"],
-                Path(log_path), launched)
+    peer = Peer("textbook", process, f"http://127.0.0.1:{port}", None, "/predict", sig["name"], sig["input"], Path(log_path), launched)
     return _started(peer, ["/readyz"], timeout)

@@ -4,6 +4,7 @@ Each server runs alone in turn on free loopback ports, serving the same ``model.
 and gets the same single-image request at each connection count. Writes ``peers.md`` and ``peers.json``
 to ``results/peers-<timestamp>/`` (or ``--out``) and prints the table. ``make bench-peers``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_dir = find_model_dir(args.home, f"mnist-{args.model}")
     out = Path(args.out) if args.out else REPO / "results" / f"peers-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"peers: model {model_dir}, connections {connections}, {args.duration:g} s each; logs in {out}", flush=True)
-    rows = [run_server(s, model_dir, out, image, connections, args.duration, args.warmup, home=args.home, model=args.model)
-            for s in servers]
+    rows = [
+        run_server(s, model_dir, out, image, connections, args.duration, args.warmup, home=args.home, model=args.model) for s in servers
+    ]
     markdown = render_markdown(rows)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "peers.json").write_text(json.dumps({"model_dir": str(model_dir), "load_average": os.getloadavg(),
-                                                "rows": rows}, indent=2, default=str) + "\n")
+    (out / "peers.json").write_text(
+        json.dumps({"model_dir": str(model_dir), "load_average": os.getloadavg(), "rows": rows}, indent=2, default=str) + "\n"
+    )
     (out / "peers.md").write_text(markdown)
     print(markdown)
     return 0

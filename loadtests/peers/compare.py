@@ -9,6 +9,7 @@ checks one request answers 200, runs wrk at each connection count, samples RSS a
 always stops it. A peer that cannot run here (no ``.venv-peers``, no ``wrk``) comes back as a row with
 ``skipped`` set instead of raising.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,32 +37,57 @@ def _rss_mb(procs: Sequence[Any]) -> float:
     return sum(mb for mb in map(rss_mb, procs) if mb is not None)
 
 
-def measure(url: str, spec: wrkload.RequestSpec, connections: Sequence[int], duration_s: float, warmup_s: float,
-            processes: Callable[[], list[Any]], client_cpus: set[int] | None = None) -> list[dict[str, Any]]:
+def measure(
+    url: str,
+    spec: wrkload.RequestSpec,
+    connections: Sequence[int],
+    duration_s: float,
+    warmup_s: float,
+    processes: Callable[[], list[Any]],
+    client_cpus: set[int] | None = None,
+) -> list[dict[str, Any]]:
     """wrk at each connection count; each run also gets ``server_cpu_cores`` over its measured window
     (the warm-up is a separate wrk run, so the window is wrk's own duration)."""
     runs = []
     for c in connections:
         if warmup_s > 0:
-            wrkload.run_wrk(url, spec.path, spec.body, spec.content_type, connections=c, duration_s=warmup_s,
-                            cpus=client_cpus, headers=spec.headers)
+            wrkload.run_wrk(
+                url, spec.path, spec.body, spec.content_type, connections=c, duration_s=warmup_s, cpus=client_cpus, headers=spec.headers
+            )
         procs = processes()
         before, t0 = _cpu(procs), time.monotonic()
-        r = wrkload.run_wrk(url, spec.path, spec.body, spec.content_type, connections=c, duration_s=duration_s,
-                            cpus=client_cpus, headers=spec.headers)
+        r = wrkload.run_wrk(
+            url, spec.path, spec.body, spec.content_type, connections=c, duration_s=duration_s, cpus=client_cpus, headers=spec.headers
+        )
         r["server_cpu_cores"] = (_cpu(procs) - before) / (time.monotonic() - t0)
         runs.append(r)
-        print(f"peers: {url}{spec.path} c={c}: {r['rps']:,.0f} req/s, p50 {r['p50_ms'] or 0:.1f} ms, "
-              f"p99 {r['p99_ms'] or 0:.1f} ms, errors {r['errors']}, non-2xx {r['non2xx']}, "
-              f"server CPU {r['server_cpu_cores']:.2f}, wrk CPU {r['client_cpu_cores']:.2f}", flush=True)
+        print(
+            f"peers: {url}{spec.path} c={c}: {r['rps']:,.0f} req/s, p50 {r['p50_ms'] or 0:.1f} ms, "
+            f"p99 {r['p99_ms'] or 0:.1f} ms, errors {r['errors']}, non-2xx {r['non2xx']}, "
+            f"server CPU {r['server_cpu_cores']:.2f}, wrk CPU {r['client_cpu_cores']:.2f}",
+            flush=True,
+        )
     return runs
 
 
-def run_server(which: str, model_dir: Path, out_dir: Path, image: Any, connections: Sequence[int] = (1, 32),
-               duration_s: float = 10.0, warmup_s: float = 2.0, *, home: str | None = None, model: str = "lstm",
-               server_cpus: set[int] | None = None, client_cpus: set[int] | None = None,
-               extra_env: dict[str, str] | None = None, timeout: float = 180.0, grpc_connections: int = 0,
-               label: str | None = None) -> dict[str, Any]:
+def run_server(
+    which: str,
+    model_dir: Path,
+    out_dir: Path,
+    image: Any,
+    connections: Sequence[int] = (1, 32),
+    duration_s: float = 10.0,
+    warmup_s: float = 2.0,
+    *,
+    home: str | None = None,
+    model: str = "lstm",
+    server_cpus: set[int] | None = None,
+    client_cpus: set[int] | None = None,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    grpc_connections: int = 0,
+    label: str | None = None,
+) -> dict[str, Any]:
     """Start ``which`` (``ours``, ``triton`` or ``textbook``), measure it, stop it; one result row.
 
     For ``ours``, ``grpc_connections`` > 0 adds, after the ``/v1`` runs and at that many connections
@@ -89,8 +115,7 @@ def run_server(which: str, model_dir: Path, out_dir: Path, image: Any, connectio
             row.update(_measure_one(svc.http_url, spec, connections, duration_s, warmup_s, procs, client_cpus))
             if grpc_connections:
                 store_name = f"mnist-{model}"
-                row["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, grpc_connections, duration_s,
-                                            warmup_s, procs, client_cpus)
+                row["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, grpc_connections, duration_s, warmup_s, procs, client_cpus)
                 row["v2"] = _measure_v2(svc, image, store_name, grpc_connections, duration_s, warmup_s, procs, client_cpus)
                 row["rss_mb"] = max(row["rss_mb"], _rss_mb(procs()))
         finally:
@@ -103,33 +128,58 @@ def run_server(which: str, model_dir: Path, out_dir: Path, image: Any, connectio
         return row | {"skipped": str(e)[:2000]}
     try:
         row["ready_s"] = peer.ready_s
-        row.update(_measure_one(peer.url, peer.request(image), connections, duration_s, warmup_s, peer.processes,
-                                client_cpus))
+        row.update(_measure_one(peer.url, peer.request(image), connections, duration_s, warmup_s, peer.processes, client_cpus))
         row["rss_by_process"] = peer.rss_by_process()
     finally:
         peer.stop()
     return row
 
 
-def _measure_one(url: str, spec: wrkload.RequestSpec, connections: Sequence[int], duration_s: float, warmup_s: float,
-                 processes: Callable[[], list[Any]], client_cpus: set[int] | None) -> dict[str, Any]:
+def _measure_one(
+    url: str,
+    spec: wrkload.RequestSpec,
+    connections: Sequence[int],
+    duration_s: float,
+    warmup_s: float,
+    processes: Callable[[], list[Any]],
+    client_cpus: set[int] | None,
+) -> dict[str, Any]:
     status, body = wrkload.probe(url, spec)
     if status != 200:
         raise RuntimeError(f"{url}{spec.path} answered {status} to the benchmark's request: {body[:500]!r}")
     rss_ready = _rss_mb(processes())
     runs = measure(url, spec, connections, duration_s, warmup_s, processes, client_cpus)
-    return {"url": url, "path": spec.path, "body_bytes": len(spec.body), "runs": runs, "rss_ready_mb": rss_ready,
-            "rss_mb": _rss_mb(processes()), "processes": len(processes())}
+    return {
+        "url": url,
+        "path": spec.path,
+        "body_bytes": len(spec.body),
+        "runs": runs,
+        "rss_ready_mb": rss_ready,
+        "rss_mb": _rss_mb(processes()),
+        "processes": len(processes()),
+    }
 
 
-def _measure_grpc(target: str, image: Any, store_name: str, connections: int, duration_s: float, warmup_s: float,
-                  processes: Callable[[], list[Any]], client_cpus: set[int] | None, v2: bool = False) -> dict[str, Any]:
+def _measure_grpc(
+    target: str,
+    image: Any,
+    store_name: str,
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+    processes: Callable[[], list[Any]],
+    client_cpus: set[int] | None,
+    v2: bool = False,
+) -> dict[str, Any]:
     from .. import grpcload, h2grpc
 
     procs = processes()
     before, t0 = _cpu(procs), time.monotonic()
     if v2:
-        request, how = grpcload.infer_request_bytes(image, store_name), dict(method=grpcload.INFER_METHOD, check=grpcload.check_infer_response)
+        request, how = (
+            grpcload.infer_request_bytes(image, store_name),
+            dict(method=grpcload.INFER_METHOD, check=grpcload.check_infer_response),
+        )
     else:
         request, how = grpcload.predict_request_bytes(image, store_name), {}
     try:
@@ -137,9 +187,12 @@ def _measure_grpc(target: str, image: Any, store_name: str, connections: int, du
     except h2grpc.H2loadNotFound as e:
         return {"skipped": str(e)}
     r["server_cpu_cores"] = (_cpu(procs) - before) / (time.monotonic() - t0)
-    print(f"peers: gRPC {'ModelInfer' if v2 else 'Predict'} {target} c={connections}: {r['rps']:,.0f} req/s, "
-          f"p50 {r['p50_ms'] or 0:.1f} ms, p99 {r['p99_ms'] or 0:.1f} ms, errors {r['errors']}, "
-          f"h2load CPU {r['client_cpu_cores']:.2f}", flush=True)
+    print(
+        f"peers: gRPC {'ModelInfer' if v2 else 'Predict'} {target} c={connections}: {r['rps']:,.0f} req/s, "
+        f"p50 {r['p50_ms'] or 0:.1f} ms, p99 {r['p99_ms'] or 0:.1f} ms, errors {r['errors']}, "
+        f"h2load CPU {r['client_cpu_cores']:.2f}",
+        flush=True,
+    )
     return r
 
 
@@ -150,8 +203,16 @@ V2_LABELS = {
 }
 
 
-def _measure_v2(svc: Any, image: Any, store_name: str, connections: int, duration_s: float, warmup_s: float,
-                processes: Callable[[], list[Any]], client_cpus: set[int] | None) -> dict[str, Any]:
+def _measure_v2(
+    svc: Any,
+    image: Any,
+    store_name: str,
+    connections: int,
+    duration_s: float,
+    warmup_s: float,
+    processes: Callable[[], list[Any]],
+    client_cpus: set[int] | None,
+) -> dict[str, Any]:
     """Our Open Inference Protocol fronts at ``connections``: REST JSON, REST binary, gRPC."""
     specs = {
         "http_json": wrkload.RequestSpec(f"/v2/models/{store_name}/infer", wrkload.triton_body(image)),
@@ -163,15 +224,16 @@ def _measure_v2(svc: Any, image: Any, store_name: str, connections: int, duratio
         if status != 200:
             raise RuntimeError(f"{spec.path} answered {status} to the benchmark's v2 request: {body[:500]!r}")
         (out[key],) = measure(svc.http_url, spec, [connections], duration_s, warmup_s, processes, client_cpus)
-    out["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, connections, duration_s, warmup_s, processes,
-                                client_cpus, v2=True)
+    out["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, connections, duration_s, warmup_s, processes, client_cpus, v2=True)
     return out
 
 
 def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """One table: a line per (server, connections)."""
-    lines = ["| server | conns | req/s | p50 ms | p99 ms | errors / non-2xx | server CPU | wrk CPU | RSS MB (procs) | ready s |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = [
+        "| server | conns | req/s | p50 ms | p99 ms | errors / non-2xx | server CPU | wrk CPU | RSS MB (procs) | ready s |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
     for row in rows:
         if row.get("skipped"):
             lines.append(f"| {row['label']} | | skipped: {row['skipped'].splitlines()[0][:120]} | | | | | | | |")
@@ -183,20 +245,23 @@ def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
             lines.append(
                 f"| {row['label']} | {conns} | {r['rps']:,.0f} | {_f(r['p50_ms'])} | {_f(r['p99_ms'])} | "
                 f"{r['errors']} / {r['non2xx']} | {r.get('server_cpu_cores', 0):.2f} | {r['client_cpu_cores']:.2f} | "
-                f"{row['rss_mb']:,.0f} ({row['processes']}) | {_f(row.get('ready_s'))} |")
+                f"{row['rss_mb']:,.0f} ({row['processes']}) | {_f(row.get('ready_s'))} |"
+            )
         g = row.get("grpc")
         if g and not g.get("skipped"):
             lines.append(
                 f"| {row['label']}: TF-Serving gRPC `Predict` (h2load) | {g['concurrency']} | {g['rps']:,.0f} | "
                 f"{_f(g['p50_ms'])} | {_f(g['p99_ms'])} | {g['errors']} / {g['non2xx']} | "
-                f"{g.get('server_cpu_cores', 0):.2f} | {g['client_cpu_cores']:.2f} | {row['rss_mb']:,.0f} ({row['processes']}) | |")
+                f"{g.get('server_cpu_cores', 0):.2f} | {g['client_cpu_cores']:.2f} | {row['rss_mb']:,.0f} ({row['processes']}) | |"
+            )
         for key, r in (row.get("v2") or {}).items():
             if r.get("skipped"):
                 continue
             lines.append(
                 f"| {row['label']}: {V2_LABELS[key]} | {r.get('concurrency', r.get('connections'))} | {r['rps']:,.0f} | "
                 f"{_f(r['p50_ms'])} | {_f(r['p99_ms'])} | {r['errors']} / {r['non2xx']} | "
-                f"{r.get('server_cpu_cores', 0):.2f} | {r['client_cpu_cores']:.2f} | {row['rss_mb']:,.0f} ({row['processes']}) | |")
+                f"{r.get('server_cpu_cores', 0):.2f} | {r['client_cpu_cores']:.2f} | {row['rss_mb']:,.0f} ({row['processes']}) | |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
 """The model's ``signature.json`` as the peers need it (standard library only: both venvs import this)."""
+
 from __future__ import annotations
 
 import json

@@ -12,6 +12,7 @@ values 0..1); the answer is the [1, 10] probabilities as JSON. One worker (Bento
 ``workers`` is not set). ``TEXTBOOK_MAX_LATENCY_MS`` (default 1000, as in the docs' examples) is the
 adaptive batcher's latency budget.
 """
+
 from __future__ import annotations
 
 import json

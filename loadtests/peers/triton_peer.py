@@ -14,6 +14,7 @@ gRPC (KServe v2) listen on 127.0.0.1. PyTriton starts tritonserver before it loa
 means ``GET /v2/health/ready`` *and* ``GET /v2/models/<name>/ready`` are 200. SIGINT or SIGTERM stops
 Triton and its children (tritonserver also gets SIGTERM from the kernel if this process dies).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=0, help="Triton's Prometheus port (0 = metrics off)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
-    p.add_argument("--max-queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US,
-                   help="dynamic batcher's max queue delay in microseconds (default 2000 = 2 ms)")
+    p.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=DEFAULT_QUEUE_DELAY_US,
+        help="dynamic batcher's max queue delay in microseconds (default 2000 = 2 ms)",
+    )
     p.add_argument("--instances", type=int, default=1, help="infer-function instances (each its own ORT session)")
     p.add_argument("--ort-threads", type=int, default=0, help="ORT intra-op threads (0 = ORT default)")
     p.add_argument("--ort-spinning", action="store_true", help="let ORT threads spin-wait between runs")
@@ -109,20 +114,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return infer
 
-    sessions = [make_session(args.model_dir / "model.onnx", args.ort_threads, args.ort_spinning)
-                for _ in range(max(1, args.instances))]
+    sessions = [make_session(args.model_dir / "model.onnx", args.ort_threads, args.ort_spinning) for _ in range(max(1, args.instances))]
     for s in sessions:  # warm up: the first run plans and allocates
         for n in (1, 8):
             s.run([out_name], {in_name: np.zeros((n, *sig["input_row_shape"]), dtype=np.float32)})
-    log.info("ORT %s on %s, %d instance(s)", __import__("onnxruntime").__version__, sessions[0].get_providers()[0],
-             len(sessions))
+    log.info("ORT %s on %s, %d instance(s)", __import__("onnxruntime").__version__, sessions[0].get_providers()[0], len(sessions))
 
     config = TritonConfig(
-        http_address=args.host, http_port=args.http_port,
-        grpc_address=args.host, grpc_port=args.grpc_port,
-        allow_metrics=bool(args.metrics_port), metrics_port=args.metrics_port or None,
-        allow_sagemaker=False, allow_vertex_ai=False,
-        log_verbose=args.log_verbose, exit_on_error=True, strict_readiness=True,
+        http_address=args.host,
+        http_port=args.http_port,
+        grpc_address=args.host,
+        grpc_port=args.grpc_port,
+        allow_metrics=bool(args.metrics_port),
+        metrics_port=args.metrics_port or None,
+        allow_sagemaker=False,
+        allow_vertex_ai=False,
+        log_verbose=args.log_verbose,
+        exit_on_error=True,
+        strict_readiness=True,
     )
 
     def on_term(signum: int, frame: Any) -> None:  # pytriton's serve() stops cleanly on KeyboardInterrupt
@@ -141,8 +150,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             strict=True,
         )
-        log.info("serving %s: HTTP %s:%d, gRPC %s:%d, dynamic batching max %d, delay %d us", sig["name"], args.host,
-                 args.http_port, args.host, args.grpc_port, args.max_batch, args.max_queue_delay_us)
+        log.info(
+            "serving %s: HTTP %s:%d, gRPC %s:%d, dynamic batching max %d, delay %d us",
+            sig["name"],
+            args.host,
+            args.http_port,
+            args.host,
+            args.grpc_port,
+            args.max_batch,
+            args.max_queue_delay_us,
+        )
         try:
             triton.serve()
         except KeyboardInterrupt:

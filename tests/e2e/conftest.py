@@ -2,6 +2,7 @@
 
 Starting, waiting for and stopping the service live in ``loadtests.server`` (the benchmark uses them too).
 """
+
 from __future__ import annotations
 
 import os
@@ -59,7 +60,6 @@ def server(trained_store, tmp_path_factory) -> Server:
     try:
         wait_ready(service, timeout=120)
         split = load("mnist", os.environ.get("DATA_DIR") or str(REPO.parent / "shared" / "datasets"))
-        yield Server(service.http_url, service.grpc_target, home, service.process, service.log_path,
-                     split.x_test[:500], split.y_test[:500])
+        yield Server(service.http_url, service.grpc_target, home, service.process, service.log_path, split.x_test[:500], split.y_test[:500])
     finally:
         stop(service)

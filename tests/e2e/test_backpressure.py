@@ -1,4 +1,5 @@
 """Back-pressure: a full model queue is refused at once (HTTP 503 + Retry-After, gRPC UNAVAILABLE), never hangs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from loadtests.server import running
 from contract import tensors
 from contract.protos.tensorflow_serving.apis import predict_pb2
+from loadtests.server import running
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +28,7 @@ def test_full_queue_is_refused_at_once_on_both_protocols(trained_store, tmp_path
 
         async def http_flood() -> list[tuple[int, dict, str | None, float]]:
             async with httpx.AsyncClient(base_url=service.http_url, timeout=60) as client:
+
                 async def one() -> tuple[int, dict, str | None, float]:
                     started = time.perf_counter()
                     r = await client.post("/v1/generate", json={"model": "vae4", "z": z, "format": "array"})

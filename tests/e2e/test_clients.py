@@ -1,4 +1,5 @@
 """The client library and CLI against the real server, over HTTP and gRPC."""
+
 from __future__ import annotations
 
 import io
@@ -87,9 +88,7 @@ def test_both_transports_are_live_and_ready(http: HTTPClient, grpc: GRPCClient) 
     assert grpc.health() == {"live": True, "ready": True}
 
 
-def test_models_are_listed_alike_on_both_transports(
-    http: HTTPClient, grpc: GRPCClient, catalog: dict[str, dict[str, Any]]
-) -> None:
+def test_models_are_listed_alike_on_both_transports(http: HTTPClient, grpc: GRPCClient, catalog: dict[str, dict[str, Any]]) -> None:
     by_task = {task: {m["name"] for m in catalog.values() if m["task"] == task} for task in TASKS}
     assert by_task == {"classification": set(CLASSIFIERS), "generation": set(GENERATORS)}
     assert sum(1 for m in catalog.values() if m["task"] == "classification" and m["default"]) == 1
@@ -191,9 +190,7 @@ def test_classify_image_agrees_across_transports_and_with_local_preprocessing(
 
 
 @pytest.mark.parametrize("model", GENERATORS)
-def test_generate_agrees_across_transports(
-    model: str, http: HTTPClient, grpc: GRPCClient, catalog: dict[str, dict[str, Any]]
-) -> None:
+def test_generate_agrees_across_transports(model: str, http: HTTPClient, grpc: GRPCClient, catalog: dict[str, dict[str, Any]]) -> None:
     z = np.random.default_rng(5).standard_normal((5, latent_dim(catalog, model))).astype(np.float32)
     over_http = http.generate(z, model=model)
     over_grpc = grpc.generate(z, model=model)
@@ -283,9 +280,7 @@ def test_unreachable_servers_raise_unavailable_after_retries() -> None:
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SERVING_URL"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "clients", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
-    )
+    return subprocess.run([sys.executable, "-m", "clients", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
 
 def test_cli_classify_png_and_npy(server: Any, http: HTTPClient, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ An MNIST test digit is drawn on the canvas as mouse strokes and every classifier
 read it; a latent slider moved with the keyboard must change the decoded image; the page must fit a
 phone screen and log no console errors. Screenshots are kept under results/.
 """
+
 from __future__ import annotations
 
 import io
@@ -69,8 +70,11 @@ def digit(server) -> tuple[np.ndarray, int]:
     with httpx.Client(base_url=server.http_url, timeout=60) as http:
         for i in range(CANDIDATES):
             label = int(server.test_labels[i])
-            response = http.post("/v1/classify/image", params={"model": "ensemble", "members": "true"},
-                                 files={"image": ("digit.png", drawn(server.test_images[i]), "image/png")})
+            response = http.post(
+                "/v1/classify/image",
+                params={"model": "ensemble", "members": "true"},
+                files={"image": ("digit.png", drawn(server.test_images[i]), "image/png")},
+            )
             assert response.status_code == 200, response.text
             prediction = response.json()["predictions"][0]
             answers = [prediction, *prediction["members"].values()]

@@ -1,4 +1,5 @@
 """model=ensemble on every classification route: the mean of the seven, each run through its own batcher."""
+
 from __future__ import annotations
 
 import io
@@ -36,8 +37,7 @@ def test_the_ensemble_is_listed_with_its_measured_accuracy_and_members(http):
 
 def test_ensemble_equals_the_mean_of_the_seven_answers(http, server):
     images = server.test_images[:32].tolist()
-    singles = {name: probabilities(http.post("/v1/classify", json={"model": name, "images": images}).json())
-               for name in CLASSIFIERS}
+    singles = {name: probabilities(http.post("/v1/classify", json={"model": name, "images": images}).json()) for name in CLASSIFIERS}
     body = http.post("/v1/classify", json={"model": "ensemble", "images": images}).json()
     assert body["model"] == "ensemble" and "members" not in body["predictions"][0]
     mean = np.mean(list(singles.values()), axis=0)
@@ -65,8 +65,9 @@ def test_ensemble_on_upload_and_bulk(http, server):
     plain = http.post("/v1/classify/batch?model=ensemble", content=buf.getvalue(), headers={"content-type": "application/octet-stream"})
     probs = np.load(io.BytesIO(plain.content))
     assert probs.shape == (300, 10) and plain.headers["x-model"] == "ensemble"
-    archive = http.post("/v1/classify/batch?model=ensemble&members=true", content=buf.getvalue(),
-                        headers={"content-type": "application/octet-stream"})
+    archive = http.post(
+        "/v1/classify/batch?model=ensemble&members=true", content=buf.getvalue(), headers={"content-type": "application/octet-stream"}
+    )
     assert archive.headers["content-type"] == "application/x-npz"
     arrays = np.load(io.BytesIO(archive.content))
     assert set(arrays.files) == {"probabilities", *CLASSIFIERS}
@@ -107,7 +108,8 @@ def test_grpc_predict_of_the_ensemble(server, name):
         metadata.metadata_field.append("signature_def")
         assert stub.GetModelMetadata(metadata, 30.0).model_spec.name == "mnist-ensemble"
     grpc_probs = tf.make_ndarray(response.outputs["probabilities"])
-    http_probs = probabilities(httpx.post(f"{server.http_url}/v1/classify", json={"model": "ensemble", "images": images.tolist()},
-                                          timeout=60).json())
+    http_probs = probabilities(
+        httpx.post(f"{server.http_url}/v1/classify", json={"model": "ensemble", "images": images.tolist()}, timeout=60).json()
+    )
     np.testing.assert_allclose(grpc_probs, http_probs, atol=1e-6)
     assert response.model_spec.name == "mnist-ensemble"

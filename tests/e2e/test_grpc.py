@@ -1,4 +1,5 @@
 """The TF-Serving gRPC front, used exactly as a TensorFlow Serving client would use it."""
+
 from __future__ import annotations
 
 import json
@@ -153,7 +154,10 @@ def test_versions_signatures_and_unimplemented_methods(stub, server):
     version = httpx.get(f"{server.http_url}/v1/models/mnist-lstm").json()["version_number"]
     ok = stub.Predict(predict_request("mnist-lstm", "images", np.zeros((1, 28, 28), np.float32), version=version), 30.0)
     assert ok.model_spec.version.value == version
-    assert rpc_error(stub.Predict, predict_request("mnist-lstm", "images", np.zeros((1, 28, 28), np.float32), version=1)).code() == grpc.StatusCode.NOT_FOUND
+    assert (
+        rpc_error(stub.Predict, predict_request("mnist-lstm", "images", np.zeros((1, 28, 28), np.float32), version=1)).code()
+        == grpc.StatusCode.NOT_FOUND
+    )
     wrong_signature = predict_request("mnist-lstm", "images", np.zeros((1, 28, 28), np.float32))
     wrong_signature.model_spec.signature_name = "predict_images"
     assert rpc_error(stub.Predict, wrong_signature).code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -211,8 +215,7 @@ def test_workers_never_load_tensorflow(server, stub):
     """gRPC has been served (by every test above); no worker has TensorFlow mapped into its memory."""
     import psutil
 
-    workers = [p for p in psutil.Process(server.process.pid).children(recursive=True)
-               if "_bentoml_impl.worker" in " ".join(p.cmdline())]
+    workers = [p for p in psutil.Process(server.process.pid).children(recursive=True) if "_bentoml_impl.worker" in " ".join(p.cmdline())]
     assert workers
     for worker in workers:
         mapped = {m.path for m in worker.memory_maps()}

@@ -1,4 +1,5 @@
 """The HTTP API end to end: real BentoML server, real ONNX Runtime, models trained on real data."""
+
 from __future__ import annotations
 
 import io
@@ -86,13 +87,28 @@ def test_models_lists_every_stored_model_with_signature_and_metrics(http, server
 
 def test_openapi_documents_every_public_route(http):
     paths = http.get("/docs.json").json()["paths"]
-    for route in ("/v1/classify", "/v1/classify/image", "/v1/classify/batch", "/v1/generate",
-                  "/v1/generate/sample", "/v1/generate/manifold", "/v1/models", "/v1/models/{name}",
-                  "/v1/encode", "/v1/reconstruct", "/v1/generate/interpolate", "/v1/plots/clusters", "/v1/plots/confusion"):
+    for route in (
+        "/v1/classify",
+        "/v1/classify/image",
+        "/v1/classify/batch",
+        "/v1/generate",
+        "/v1/generate/sample",
+        "/v1/generate/manifold",
+        "/v1/models",
+        "/v1/models/{name}",
+        "/v1/encode",
+        "/v1/reconstruct",
+        "/v1/generate/interpolate",
+        "/v1/plots/clusters",
+        "/v1/plots/confusion",
+    ):
         assert route in paths, sorted(paths)
     # The routes that parse their own bodies still document every content type they take.
     assert set(paths["/v1/encode"]["post"]["requestBody"]["content"]) == {
-        "application/json", "multipart/form-data", "application/octet-stream"}
+        "application/json",
+        "multipart/form-data",
+        "application/octet-stream",
+    }
     assert "steps" in json.dumps(paths["/v1/generate/interpolate"]["post"]["requestBody"])
 
 
@@ -159,8 +175,9 @@ def test_bulk_npy_matches_json(http, server):
     images = server.test_images[:300]
     buf = io.BytesIO()
     np.save(buf, images)
-    response = http.post("/v1/classify/batch", params={"model": "gated-rnn"}, content=buf.getvalue(),
-                         headers={"content-type": "application/octet-stream"})
+    response = http.post(
+        "/v1/classify/batch", params={"model": "gated-rnn"}, content=buf.getvalue(), headers={"content-type": "application/octet-stream"}
+    )
     assert response.status_code == 200, response.text
     assert response.headers["x-model"] == "gated-rnn"
     probs = np.load(io.BytesIO(response.content), allow_pickle=False)
@@ -288,7 +305,13 @@ NAN_BODY = '{"model": "lstm", "images": [[' + ",".join(["[" + ",".join(["NaN"] +
         ("post", "/v1/classify/image", {"data": {"nothing": "here"}}, 400, ["image"]),
         ("post", "/v1/classify/batch", {"content": b"\x93NUMPY garbage"}, 400, []),
         ("post", "/v1/generate", {"json": {"model": "vae2", "z": [[1.0, 2.0, 3.0]]}}, 400, ["z"]),
-        ("post", "/v1/generate", {"content": '{"model": "vae2", "z": [[1e400, 0.0]]}', "headers": {"content-type": "application/json"}}, 400, ["finite"]),
+        (
+            "post",
+            "/v1/generate",
+            {"content": '{"model": "vae2", "z": [[1e400, 0.0]]}', "headers": {"content-type": "application/json"}},
+            400,
+            ["finite"],
+        ),
         ("post", "/v1/generate", {"json": {"model": "lstm", "z": [[1.0, 2.0]]}}, 404, ["lstm"]),
         ("post", "/v1/generate", {"json": {"model": "vae2", "z": [[1.0, 2.0]], "format": "gif"}}, 400, ["format"]),
         ("post", "/v1/generate/sample", {"json": {"model": "vae2", "n": 100000, "seed": 1}}, 413, ["n"]),

@@ -4,6 +4,7 @@ The server here has its own copy of the session's trained store (tests publish v
 polls the store every second and has the control API on. Each test works on its own model, so the
 tests do not depend on each other's order.
 """
+
 from __future__ import annotations
 
 import collections
@@ -37,8 +38,11 @@ def life(trained_store, tmp_path_factory):
     shutil.copytree(trained_store.home, home, symlinks=True)
     shutil.copytree(trained_store.runs, runs, symlinks=True)
     env = {
-        "SERVING_MODEL_POLL_S": str(POLL_S), "SERVING_MODEL_CONTROL": "true", "SERVING_RETIRE_GRACE_S": "1",
-        "SERVING_VERSION_POLICY": "latest; mnist-simple-rnn-cell=latest 2", "SERVING_STATE_DIR": str(root / "state"),
+        "SERVING_MODEL_POLL_S": str(POLL_S),
+        "SERVING_MODEL_CONTROL": "true",
+        "SERVING_RETIRE_GRACE_S": "1",
+        "SERVING_VERSION_POLICY": "latest; mnist-simple-rnn-cell=latest 2",
+        "SERVING_STATE_DIR": str(root / "state"),
     }
     service = launch(root / "server.log", str(home), extra_env=env)
     try:
@@ -163,12 +167,21 @@ def test_a_published_version_goes_live_under_load_with_zero_failures(life):
         published_at = time.monotonic()
         # The user's path: re-export the trained run, which registers a new version of this one model.
         env = {**os.environ, "BENTOML_HOME": str(life.home), "BENTOML_DO_NOT_TRACK": "True", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        done = subprocess.run([sys.executable, "-m", "training", "export", "--model", public, "--runs", str(life.runs)],
-                              env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-m", "training", "export", "--model", public, "--runs", str(life.runs)],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         registered = time.monotonic()
-        new = wait_for(lambda: next((v for v in versions_of(life, store_name).values() if v["version"] != old["version"]), None),
-                       POLL_S + 10, "the new version in /v1/models")
+        new = wait_for(
+            lambda: next((v for v in versions_of(life, store_name).values() if v["version"] != old["version"]), None),
+            POLL_S + 10,
+            "the new version in /v1/models",
+        )
         new_tag, new_number = new["version"], str(new["version_number"])
 
         def switched() -> bool:  # the latest answers on both protocols name the new version
@@ -201,8 +214,11 @@ def test_two_versions_side_by_side_labels_move_traffic_and_unload_frees_memory(l
     new_tag = publish(life.home, store_name, onnx_from="mnist-dense-rnn")
     new_entry = wait_for(lambda: versions_of(life, store_name).get(new_tag), POLL_S + 10, "the new version")
     new_number = str(new_entry["version_number"])
-    wait_for(lambda: on_every_worker(life, store_name, [int(new_number), old["version_number"]]), POLL_S + 10,
-             "two served versions on every worker")
+    wait_for(
+        lambda: on_every_worker(life, store_name, [int(new_number), old["version_number"]]),
+        POLL_S + 10,
+        "two served versions on every worker",
+    )
     dense = np.array([p["probabilities"] for p in classify(life, "dense-rnn", images)["predictions"]])
 
     as_new = classify(life, public, images, version=new_number)
@@ -278,9 +294,14 @@ def test_triton_clients_drive_the_repository(life):
     gone = httpx.post(f"{life.http_url}/v1/classify", json={"model": "lstm-cell", "images": [[[0] * 28] * 28]})
     assert gone.status_code == 404
     http.load_model(store_name)
-    wait_for(lambda: len(on_every_worker_numbers := versions_of(life, store_name)) == 1 and
-             on_every_worker(life, store_name, [next(iter(on_every_worker_numbers.values()))["version_number"]]),
-             10, "the model to be back on every worker")
+    wait_for(
+        lambda: (
+            len(on_every_worker_numbers := versions_of(life, store_name)) == 1
+            and on_every_worker(life, store_name, [next(iter(on_every_worker_numbers.values()))["version_number"]])
+        ),
+        10,
+        "the model to be back on every worker",
+    )
     assert rpc.is_model_ready(store_name)
     with pytest.raises(Exception, match="no stored model"):
         http.load_model("no-such-model")
@@ -299,6 +320,7 @@ def test_control_api_is_off_by_default(server):
 
         with pytest.raises(grpc.RpcError) as info:
             grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel).RepositoryModelUnload(
-                pb.RepositoryModelUnloadRequest(model_name="mnist-lstm"), timeout=10)
+                pb.RepositoryModelUnloadRequest(model_name="mnist-lstm"), timeout=10
+            )
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert json.loads(httpx.get(f"{server.http_url}/v1/models/lstm").text)["ready"]

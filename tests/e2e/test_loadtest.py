@@ -1,4 +1,5 @@
 """``python -m loadtests run`` end to end: a short bounded locust run against the session server."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,28 @@ pytestmark = pytest.mark.slow
 def test_loadtest_run_writes_reports_and_a_verdict(server, datasets_dir, tmp_path):
     out = tmp_path / "loadtest"
     command = [
-        sys.executable, "-m", "loadtests", "run", "--url", server.http_url, "--grpc-target", server.grpc_target,
-        "--users", "2", "--spawn-rate", "2", "--duration", "10s", "--profile", "smoke", "--bulk-rows", "64",
-        "--data-dir", str(datasets_dir), "--out", str(out),
+        sys.executable,
+        "-m",
+        "loadtests",
+        "run",
+        "--url",
+        server.http_url,
+        "--grpc-target",
+        server.grpc_target,
+        "--users",
+        "2",
+        "--spawn-rate",
+        "2",
+        "--duration",
+        "10s",
+        "--profile",
+        "smoke",
+        "--bulk-rows",
+        "64",
+        "--data-dir",
+        str(datasets_dir),
+        "--out",
+        str(out),
     ]
     started = time.monotonic()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)

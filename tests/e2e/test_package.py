@@ -7,6 +7,7 @@ hadolint included), then proves the Bento is self-contained: ``bentoml serve
 ``bentoml containerize`` copies into the image: code + models) served from a
 fresh, empty ``BENTOML_HOME`` the way the image's command runs it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,7 +63,10 @@ def serve(target: str, home: Path, cwd: Path, log_path: Path) -> Iterator[str]:
         process = subprocess.Popen(
             [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)],
             # Every worker serves gRPC too: on a free port, never the default 8500 another server may share.
-            cwd=cwd, env=clean_env(home, SERVING_GRPC_PORT=str(free_port())), stdout=log, stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=clean_env(home, SERVING_GRPC_PORT=str(free_port())),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
@@ -100,8 +104,9 @@ def served_versions(url: str) -> dict[str, str]:
 def export(tag: str, home: Path, into: Path) -> Path:
     """``bentoml export`` (code + models, what containerize builds from), unpacked into ``into``."""
     archive = into.parent / f"{into.name}.bento"
-    run = subprocess.run([sys.executable, "-m", "bentoml", "export", tag, str(archive)],
-                         env=clean_env(home), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "bentoml", "export", tag, str(archive)], env=clean_env(home), capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     into.mkdir(parents=True)
     with tarfile.open(archive) as tar:
@@ -126,8 +131,14 @@ def test_bento_contents(built, trained_store, variant: str) -> None:
     assert info["service"] == "serving.service:DigitsService"
     assert info["labels"]["variant"] == variant
     sources = {str(p.relative_to(item.path / "src")) for p in (item.path / "src").rglob("*") if p.is_file()}
-    assert {"serving/service.py", "serving/__main__.py", "serving/grpc_front.py", "serving/engine.py",
-            "contract/protos/tensorflow_serving/apis/prediction_service_pb2_grpc.py", *bento.DEMO_ASSETS} <= sources
+    assert {
+        "serving/service.py",
+        "serving/__main__.py",
+        "serving/grpc_front.py",
+        "serving/engine.py",
+        "contract/protos/tensorflow_serving/apis/prediction_service_pb2_grpc.py",
+        *bento.DEMO_ASSETS,
+    } <= sources
     assert not [s for s in sources if s.split("/")[0] in ("tests", "training", "runs", "results", "data", "exports")]
 
     dockerfile = (item.path / "env" / "docker" / "Dockerfile").read_text()
@@ -148,8 +159,14 @@ def test_generated_dockerfile_passes_hadolint(built, variant: str) -> None:
 
 
 def test_check_cli_passes(built, trained_store) -> None:
-    run = subprocess.run([sys.executable, "-m", "deploy", "check", "--bento", built["cpu"].tag, "--json"],
-                         cwd=REPO, env=clean_env(Path(trained_store.home)), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "deploy", "check", "--bento", built["cpu"].tag, "--json"],
+        cwd=REPO,
+        env=clean_env(Path(trained_store.home)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert all(c["ok"] for c in json.loads(run.stdout)["checks"])
 
@@ -189,7 +206,11 @@ def test_image_command_serves_http_and_grpc(built, trained_store, tmp_path: Path
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, *bento.COMMAND[1:], "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
-            cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=directory,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     service = Service(process, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", log_path, time.monotonic())
     try:
@@ -206,12 +227,23 @@ def test_bento_serves_its_own_model_versions(built, trained_store, tmp_path: Pat
     """A newer model in the store after the build must not leak into `bentoml serve <bento>`."""
     home = tmp_path / "store"
     shutil.copytree(Path(trained_store.home), home, ignore=shutil.ignore_patterns("tmp", "prometheus_multiproc_dir"))
-    newer = subprocess.run([sys.executable, "-c", (
-        "import bentoml, shutil\n"
-        "old = bentoml.models.get('mnist-lstm:latest')\n"
-        "with bentoml.models.create('mnist-lstm', metadata=dict(old.info.metadata), labels=dict(old.info.labels)) as m:\n"
-        "    [shutil.copy2(old.path_of(f), m.path_of(f)) for f in ('model.onnx', 'signature.json')]\n"
-        "print(m.tag)\n")], env=clean_env(home), capture_output=True, text=True, timeout=60)
+    newer = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import bentoml, shutil\n"
+                "old = bentoml.models.get('mnist-lstm:latest')\n"
+                "with bentoml.models.create('mnist-lstm', metadata=dict(old.info.metadata), labels=dict(old.info.labels)) as m:\n"
+                "    [shutil.copy2(old.path_of(f), m.path_of(f)) for f in ('model.onnx', 'signature.json')]\n"
+                "print(m.tag)\n"
+            ),
+        ],
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert newer.returncode == 0, newer.stderr[-2000:]
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()

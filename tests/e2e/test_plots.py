@@ -1,4 +1,5 @@
 """The notebooks' figures as PNG: the labelled manifold, label clusters and confusion matrices, from what training stored."""
+
 from __future__ import annotations
 
 import io

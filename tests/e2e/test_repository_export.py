@@ -5,6 +5,7 @@ agree with its ONNX model; every exported SavedModel must load and answer its
 ``serving_default`` signature on real inputs with the names and shapes of
 ``signature.json``; versions are the integers the gRPC front reports.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,17 @@ pytestmark = pytest.mark.slow
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] is a dev dependency")
 MODELS = [
-    "mnist-lstm", "mnist-stacked-lstm", "mnist-simple-rnn-cell", "mnist-lstm-cell", "mnist-dense-rnn",
-    "mnist-gated-rnn", "mnist-custom-lstm",
-    "fashion-vae2-decoder", "fashion-vae2-encoder", "fashion-vae4-decoder", "fashion-vae4-encoder",
+    "mnist-lstm",
+    "mnist-stacked-lstm",
+    "mnist-simple-rnn-cell",
+    "mnist-lstm-cell",
+    "mnist-dense-rnn",
+    "mnist-gated-rnn",
+    "mnist-custom-lstm",
+    "fashion-vae2-decoder",
+    "fashion-vae2-encoder",
+    "fashion-vae4-decoder",
+    "fashion-vae4-encoder",
 ]
 
 
@@ -49,7 +58,11 @@ def exported(trained_store, tmp_path_factory) -> dict[str, Path]:
     for layout in ("triton", "tfserving"):
         run = subprocess.run(
             [sys.executable, "-m", "training", "export", "--model", "all", "--layout", layout, "--out", str(out / layout)],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert run.returncode == 0, run.stderr[-3000:]
     return {"triton": out / "triton", "tfserving": out / "tfserving", "home": Path(trained_store.home)}
@@ -65,8 +78,9 @@ def real_input(spec: dict, n: int = 5) -> np.ndarray:
 
     shape = [n, *spec["shape"][1:]]
     if spec["name"] == "images":
-        split = load("fashion-mnist" if len(shape) == 4 else "mnist",
-                     os.environ.get("DATA_DIR") or str(REPO.parent / "shared" / "datasets"))
+        split = load(
+            "fashion-mnist" if len(shape) == 4 else "mnist", os.environ.get("DATA_DIR") or str(REPO.parent / "shared" / "datasets")
+        )
         return (split.x_test[:n].astype(np.float32) / 255.0).reshape(shape)
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32)  # latent points z
 

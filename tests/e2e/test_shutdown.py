@@ -16,6 +16,7 @@ way Kubernetes does (to PID 1 only), and sorts every request into:
 Requests started well before the signal (``ACCEPTED_AFTER_S``) were in flight
 and must all be ``ok``; later ones may be ``refused`` or ``dropped``, never ``bad``.
 """
+
 from __future__ import annotations
 
 import io
@@ -106,8 +107,10 @@ def http_classify(url: str, images: np.ndarray, reference: np.ndarray) -> tuple[
     # A fresh connection per request: a keep-alive race would blur "refused" and "dropped".
     try:
         response = httpx.post(
-            f"{url}/v1/classify", json={"model": MODEL, "images": images.tolist()},
-            headers={"Connection": "close"}, timeout=30,
+            f"{url}/v1/classify",
+            json={"model": MODEL, "images": images.tolist()},
+            headers={"Connection": "close"},
+            timeout=30,
         )
     except httpx.ConnectError as e:
         return "refused", str(e)
@@ -120,15 +123,21 @@ def http_classify(url: str, images: np.ndarray, reference: np.ndarray) -> tuple[
     except (ValueError, KeyError, TypeError) as e:
         return "bad", f"unreadable answer ({e}): {response.text[:200]}"
     if probs.shape != reference.shape or not np.allclose(probs, reference, atol=ATOL):
-        return "bad", f"wrong answer: shape {probs.shape}, max diff {np.max(np.abs(probs - reference)) if probs.shape == reference.shape else 'n/a'}"
+        return (
+            "bad",
+            f"wrong answer: shape {probs.shape}, max diff {np.max(np.abs(probs - reference)) if probs.shape == reference.shape else 'n/a'}",
+        )
     return "ok", ""
 
 
 def http_bulk(url: str, body: bytes, reference: np.ndarray) -> tuple[str, str]:
     try:
         response = httpx.post(
-            f"{url}/v1/classify/batch", params={"model": MODEL}, content=body,
-            headers={"Connection": "close", "Content-Type": "application/octet-stream"}, timeout=60,
+            f"{url}/v1/classify/batch",
+            params={"model": MODEL},
+            content=body,
+            headers={"Connection": "close", "Content-Type": "application/octet-stream"},
+            timeout=60,
         )
     except httpx.ConnectError as e:
         return "refused", str(e)
@@ -146,7 +155,14 @@ def http_bulk(url: str, body: bytes, reference: np.ndarray) -> tuple[str, str]:
 
 
 # Messages with which gRPC itself (not our servicer) turns a call away: nothing was accepted.
-GRPC_TRANSPORT_REFUSALS = ("failed to connect", "connection refused", "connections to all backends failing", "socket closed", "server shutdown", "goaway")
+GRPC_TRANSPORT_REFUSALS = (
+    "failed to connect",
+    "connection refused",
+    "connections to all backends failing",
+    "socket closed",
+    "server shutdown",
+    "goaway",
+)
 
 
 def grpc_predict(stub, request, reference: np.ndarray) -> tuple[str, str]:
@@ -238,7 +254,9 @@ def test_sigterm_under_load_drains_and_exits_0(trained_store, tmp_path: Path) ->
         bad = [o for o in run.outcomes if o.result == "bad"]
         in_flight_lost = [o for o in run.outcomes if o.started < signalled - ACCEPTED_AFTER_S and o.result != "ok"]
         assert not bad, f"{len(bad)} accepted requests failed, e.g. {bad[:5]}; outcomes {dict(summary)}\n{log_tail}"
-        assert not in_flight_lost, f"requests in flight at SIGTERM were not answered: {in_flight_lost[:5]}; outcomes {dict(summary)}\n{log_tail}"
+        assert not in_flight_lost, (
+            f"requests in flight at SIGTERM were not answered: {in_flight_lost[:5]}; outcomes {dict(summary)}\n{log_tail}"
+        )
         assert code == 0, f"launcher exit status {code} ({exited_after:.1f}s after SIGTERM); outcomes {dict(summary)}\n{log_tail}"
         assert exited_after <= EXIT_BOUND_S, f"launcher took {exited_after:.1f}s to exit; drain bound {DRAIN_S}s\n{log_tail}"
         assert any(o.kind == "bulk" and o.started < signalled - ACCEPTED_AFTER_S and o.result == "ok" for o in run.outcomes)

@@ -1,4 +1,5 @@
 """The Open Inference Protocol (KServe v2) over REST and gRPC, used as Triton's and KServe's own clients use it."""
+
 from __future__ import annotations
 
 import json
@@ -236,8 +237,10 @@ def test_rest_binary_extension_errors(server, case, declared, size, raw_len, wor
 
 
 def test_rest_binary_request_and_json_response(server, images, v1_probabilities):
-    header = {"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32",
-                          "parameters": {"binary_data_size": images.nbytes}}], "id": "req-1"}
+    header = {
+        "inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32", "parameters": {"binary_data_size": images.nbytes}}],
+        "id": "req-1",
+    }
     content, headers = _binary_request(header, images.tobytes())
     response = _post(server, CLASSIFIER, None, headers, content)
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
@@ -315,8 +318,9 @@ def test_kserve_rest_and_grpc_clients(server, images, v1_probabilities, tmp_path
     np.save(tmp_path / "images.npy", images)
     env = {**os.environ, "PROBE_HTTP": server.http_url, "PROBE_GRPC": server.grpc_target, "PROBE_IMAGES": str(tmp_path / "images.npy")}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run([str(KSERVE_PYTHON), str(REPO / "tests/e2e/kserve/probe.py")], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [str(KSERVE_PYTHON), str(REPO / "tests/e2e/kserve/probe.py")], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     rest, rpc = seen["rest"], seen["grpc"]
@@ -328,11 +332,20 @@ def test_kserve_rest_and_grpc_clients(server, images, v1_probabilities, tmp_path
     assert rpc["model_name"] == CLASSIFIER and rpc["server_metadata"]["name"] == "digits"
     assert rpc["model_metadata"]["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]
     assert {case: e["status"] for case, e in rest["errors"].items()} == {
-        "unknown_model": 404, "wrong_datatype": 400, "shape_vs_data": 400, "missing_input": 400}
+        "unknown_model": 404,
+        "wrong_datatype": 400,
+        "shape_vs_data": 400,
+        "missing_input": 400,
+    }
     assert all(set(e["body"]) == {"error"} for e in rest["errors"].values())
     assert {case: e["code"] for case, e in rpc["errors"].items()} == {
-        "unknown_model": "NOT_FOUND", "unknown_version": "NOT_FOUND", "wrong_datatype": "INVALID_ARGUMENT",
-        "shape_vs_data": "INVALID_ARGUMENT", "missing_input": "INVALID_ARGUMENT", "oversize": "RESOURCE_EXHAUSTED"}
+        "unknown_model": "NOT_FOUND",
+        "unknown_version": "NOT_FOUND",
+        "wrong_datatype": "INVALID_ARGUMENT",
+        "shape_vs_data": "INVALID_ARGUMENT",
+        "missing_input": "INVALID_ARGUMENT",
+        "oversize": "RESOURCE_EXHAUSTED",
+    }
     assert all(e["details"] for e in rpc["errors"].values())
     healthy(server)
 

@@ -1,4 +1,5 @@
 """/v1/encode, /v1/reconstruct and /v1/generate/interpolate end to end, checked against the stored ONNX models."""
+
 from __future__ import annotations
 
 import io
@@ -109,8 +110,9 @@ def test_reconstruct_png_puts_each_input_beside_its_reconstruction(http, server,
 
 def test_reconstruct_from_an_upload_and_from_npy(http, clothes):
     png = http.post("/v1/reconstruct?format=array", files={"image": ("x.png", png_bytes(clothes[1]), "image/png")}).json()
-    npy_body = http.post("/v1/reconstruct?format=array&model=vae2", content=npy(clothes[1:2]),
-                         headers={"content-type": "application/octet-stream"}).json()
+    npy_body = http.post(
+        "/v1/reconstruct?format=array&model=vae2", content=npy(clothes[1:2]), headers={"content-type": "application/octet-stream"}
+    ).json()
     assert png["model"] == npy_body["model"] == "vae2"
     np.testing.assert_allclose(png["images"], npy_body["images"], atol=1e-6)
 

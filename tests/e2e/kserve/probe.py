@@ -8,6 +8,7 @@ nothing itself: the test compares the answers with ``/v1``'s.
 
 (Environment, not flags: importing ``kserve`` parses ``sys.argv`` with its model server's options.)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -82,19 +83,31 @@ async def grpc_(target: str, images: np.ndarray) -> dict[str, Any]:
         server = await stub.ServerMetadata(pb.ServerMetadataRequest())
         model = await stub.ModelMetadata(pb.ModelMetadataRequest(name=CLASSIFIER))
         out["server_metadata"] = {"name": server.name, "extensions": list(server.extensions)}
-        out["model_metadata"] = {"name": model.name, "versions": list(model.versions),
-                                 "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in model.inputs]}
+        out["model_metadata"] = {
+            "name": model.name,
+            "versions": list(model.versions),
+            "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in model.inputs],
+        }
         pixel = pb.ModelInferRequest.InferInputTensor
         bad = {
             "unknown_model": pb.ModelInferRequest(model_name="no-such-model"),
             "unknown_version": pb.ModelInferRequest(model_name=CLASSIFIER, model_version="999"),
-            "wrong_datatype": pb.ModelInferRequest(model_name=CLASSIFIER, inputs=[pixel(name="images", datatype="FP64", shape=[1, 28, 28])],
-                                                   raw_input_contents=[b"\0" * 784 * 8]),
-            "shape_vs_data": pb.ModelInferRequest(model_name=CLASSIFIER, inputs=[pixel(name="images", datatype="FP32", shape=[2, 28, 28])],
-                                                  raw_input_contents=[b"\0" * 784 * 4]),
+            "wrong_datatype": pb.ModelInferRequest(
+                model_name=CLASSIFIER,
+                inputs=[pixel(name="images", datatype="FP64", shape=[1, 28, 28])],
+                raw_input_contents=[b"\0" * 784 * 8],
+            ),
+            "shape_vs_data": pb.ModelInferRequest(
+                model_name=CLASSIFIER,
+                inputs=[pixel(name="images", datatype="FP32", shape=[2, 28, 28])],
+                raw_input_contents=[b"\0" * 784 * 4],
+            ),
             "missing_input": pb.ModelInferRequest(model_name=CLASSIFIER),
-            "oversize": pb.ModelInferRequest(model_name=CLASSIFIER, inputs=[pixel(name="images", datatype="FP32", shape=[100000, 28, 28])],
-                                             raw_input_contents=[b"\0" * 16]),
+            "oversize": pb.ModelInferRequest(
+                model_name=CLASSIFIER,
+                inputs=[pixel(name="images", datatype="FP32", shape=[100000, 28, 28])],
+                raw_input_contents=[b"\0" * 16],
+            ),
         }
         errors = {}
         for case, message in bad.items():

@@ -1,4 +1,5 @@
 """CLI parsing, output formatting and exit codes, with a fake client (no server)."""
+
 from __future__ import annotations
 
 import io
@@ -15,9 +16,9 @@ from clients.base import Client, Prediction
 from clients.cli import (
     build_parser,
     classification_result,
+    describe_png,
     exit_code,
     format_models_table,
-    describe_png,
     format_result,
     main,
 )
@@ -77,8 +78,15 @@ class FakeClient(Client):
     def models(self) -> list[dict[str, Any]]:
         self._record("models")
         return [
-            {"name": "lstm", "store_name": "mnist-lstm", "version": "abc", "task": "classification",
-             "metrics": {"test_accuracy": 0.97123}, "provider": "CPUExecutionProvider", "default": True},
+            {
+                "name": "lstm",
+                "store_name": "mnist-lstm",
+                "version": "abc",
+                "task": "classification",
+                "metrics": {"test_accuracy": 0.97123},
+                "provider": "CPUExecutionProvider",
+                "default": True,
+            },
             {"name": "vae2", "store_name": "fashion-vae2-decoder", "version": "1700000000", "task": "generation"},
         ]
 
@@ -122,7 +130,9 @@ def test_negative_latent_values_parse_as_numbers() -> None:
 
 
 def test_manifold_and_sample_options() -> None:
-    args = build_parser().parse_args(["manifold", "--model", "vae4", "--n", "5", "--dims", "2", "3", "--fixed", "1", "0", "-0.5", "0", "-o", "m.png"])
+    args = build_parser().parse_args(
+        ["manifold", "--model", "vae4", "--n", "5", "--dims", "2", "3", "--fixed", "1", "0", "-0.5", "0", "-o", "m.png"]
+    )
     assert (args.model, args.n, args.scale, args.dims, args.fixed) == ("vae4", 5, 2.0, [2, 3], [1.0, 0.0, -0.5, 0.0])
     args = build_parser().parse_args(["sample", "-n", "4", "--seed", "9", "-o", "g.png"])
     assert (args.n, args.seed, args.cols) == (4, 9, None)
@@ -210,7 +220,11 @@ def test_classify_unreadable_npy_is_a_bad_request(fake: FakeClient, tmp_path, ca
 
 @pytest.mark.parametrize(
     "error, code",
-    [(InvalidRequestError("images must have shape N x 28 x 28"), 2), (UnavailableError("cannot reach"), 3), (ServerError("internal error"), 1)],
+    [
+        (InvalidRequestError("images must have shape N x 28 x 28"), 2),
+        (UnavailableError("cannot reach"), 3),
+        (ServerError("internal error"), 1),
+    ],
 )
 def test_client_errors_print_message_and_exit_code(
     fake: FakeClient, error: Exception, code: int, capsys: pytest.CaptureFixture[str]

@@ -1,5 +1,6 @@
 """The client package stands alone: it needs ``contract`` (and numpy, Pillow, grpcio, httpx), never the server,
 the training code or TensorFlow."""
+
 from __future__ import annotations
 
 import ast
@@ -8,8 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-FORBIDDEN = ("serving", "training", "loadtests", "deploy", "tensorflow", "tensorflow_serving", "keras", "bentoml",
-             "onnxruntime")
+FORBIDDEN = ("serving", "training", "loadtests", "deploy", "tensorflow", "tensorflow_serving", "keras", "bentoml", "onnxruntime")
 
 
 def imported_roots(path: Path) -> set[str]:
@@ -56,7 +56,6 @@ client.close()
 
 
 def test_clients_work_where_the_server_and_tensorflow_are_not_installed() -> None:
-    result = subprocess.run([sys.executable, "-c", BLOCKED_RUN, ",".join(FORBIDDEN)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", BLOCKED_RUN, ",".join(FORBIDDEN)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "unavailable as expected"

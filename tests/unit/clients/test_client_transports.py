@@ -1,4 +1,5 @@
 """Retry and error mapping of both transports, with fake responses and a fake clock (no server)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -38,9 +39,7 @@ class Script:
 
 
 def http_client(script: Script, sleeps: list[float], retries: int = 3) -> HTTPClient:
-    return HTTPClient(
-        "http://test", retries=retries, backoff=0.1, transport=httpx.MockTransport(script), sleep=sleeps.append
-    )
+    return HTTPClient("http://test", retries=retries, backoff=0.1, transport=httpx.MockTransport(script), sleep=sleeps.append)
 
 
 def unavailable() -> httpx.Response:

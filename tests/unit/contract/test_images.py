@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contract.errors import InvalidImage, InvalidInput, PayloadTooLarge
 from contract import images
+from contract.errors import InvalidImage, InvalidInput, PayloadTooLarge
 from contract.images import decode_image, latent_grid, mnist_preprocess, sample_latent, tile, to_png
 
 MNIST_DIR = Path(os.environ.get("DATA_DIR", Path(__file__).resolve().parents[4] / "shared" / "datasets")) / "mnist"
@@ -78,9 +78,7 @@ RENDERINGS = {
     "RGBA white ink on transparent": lambda d: _on_transparent(d, (255, 255, 255)),
     "off-centre on a 400x300 grey canvas": lambda d: _on_canvas(d),
     "palette": lambda d: upscale(255 - d, (140, 140)).convert("P"),
-    "16-bit PNG": lambda d: decode_image(
-        encode(Image.fromarray(np.asarray(upscale(d, (112, 112))).astype(np.uint16) * 257)), MAX_PIXELS
-    ),
+    "16-bit PNG": lambda d: decode_image(encode(Image.fromarray(np.asarray(upscale(d, (112, 112))).astype(np.uint16) * 257)), MAX_PIXELS),
 }
 
 
@@ -344,8 +342,8 @@ def _seed_latents(n: int, scale: float) -> np.ndarray:
     grid_x = np.linspace(-scale, scale, n)
     grid_y = np.linspace(-scale, scale, n)[::-1]
     points = []
-    for i, yi in enumerate(grid_y):
-        for j, xi in enumerate(grid_x):
+    for yi in grid_y:
+        for xi in grid_x:
             points.append([xi, yi])
     return np.array(points, dtype=np.float32)
 

@@ -25,9 +25,7 @@ GENERATED = sorted(
 
 def _run(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_every_needed_module_is_generated():
@@ -102,9 +100,7 @@ def test_predict_request_round_trips_through_stock(stock):
     req.inputs["images"].CopyFrom(
         tensor_pb2.TensorProto(
             dtype=types_pb2.DT_FLOAT,
-            tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in image.shape]
-            ),
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in image.shape]),
             tensor_content=image.tobytes(),
         )
     )

@@ -1,4 +1,5 @@
 """TensorProto <-> numpy (contract.tensors) against TensorFlow's own make_tensor_proto / make_ndarray."""
+
 from __future__ import annotations
 
 import os
@@ -180,5 +181,3 @@ def test_scalar_and_empty_tensors(tf):
 def test_big_endian_array_encodes_correctly(tf):
     arr = np.arange(6, dtype=">f4").reshape(2, 3)
     np.testing.assert_array_equal(tf.make_ndarray(array_to_tensor_proto(arr)), arr)
-
-

@@ -1,4 +1,5 @@
 """The bentofiles: BentoML's own schema accepts them, pins equal requirements.lock, variants differ only where meant."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,19 @@ def test_pins_match_requirements_lock(variant: str) -> None:
 
 def test_serving_imports_are_all_pinned() -> None:
     pins = bento.pinned_packages("gpu")
-    for needed in ("fastapi", "onnxruntime-gpu", "numpy", "pillow", "httpx", "grpcio", "grpcio-health-checking",
-                   "grpcio-reflection", "protobuf", "orjson", "pydantic"):
+    for needed in (
+        "fastapi",
+        "onnxruntime-gpu",
+        "numpy",
+        "pillow",
+        "httpx",
+        "grpcio",
+        "grpcio-health-checking",
+        "grpcio-reflection",
+        "protobuf",
+        "orjson",
+        "pydantic",
+    ):
         assert needed in pins
     # The TF-Serving protos are generated into contract/protos: TensorFlow is not a serving dependency.
     assert not [name for name in pins if name.startswith(("tensorflow", "keras", "tf"))], sorted(pins)
@@ -90,8 +102,12 @@ def test_check_dockerfile_flags_a_wrong_command(tmp_path: Path) -> None:
     )
     checks = {c.name: c.ok for c in bento.check_dockerfile(bento.Built("x:y", tmp_path, "cpu"), config)}
     assert checks == {
-        "dockerfile base image": True, "dockerfile ports": True, "dockerfile env": True,
-        "dockerfile user": True, "dockerfile entrypoint": True, "dockerfile command": False,
+        "dockerfile base image": True,
+        "dockerfile ports": True,
+        "dockerfile env": True,
+        "dockerfile user": True,
+        "dockerfile entrypoint": True,
+        "dockerfile command": False,
     }
 
 

@@ -1,5 +1,6 @@
 """deploy/k8s: every variant renders with `kubectl kustomize`, every rendered object is valid (Kubernetes
 API schemas; KServe and KEDA CRD schemas), and the pieces agree with each other and with the server."""
+
 from __future__ import annotations
 
 import copy
@@ -76,8 +77,11 @@ def pod_labels(objs: dict[str, dict]) -> dict[str, str]:
         return objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
     isvc = objs["InferenceService"]
     name = isvc["metadata"]["name"]
-    return {**isvc["metadata"].get("labels", {}), **isvc["spec"]["predictor"].get("labels", {}),
-            **{k: v.format(isvc=name) for k, v in KSERVE_POD_LABELS.items()}}
+    return {
+        **isvc["metadata"].get("labels", {}),
+        **isvc["spec"]["predictor"].get("labels", {}),
+        **{k: v.format(isvc=name) for k, v in KSERVE_POD_LABELS.items()},
+    }
 
 
 def workload_name(objs: dict[str, dict]) -> str:
@@ -167,11 +171,23 @@ def _set(obj: dict, path: tuple, value: object) -> None:
 @pytest.mark.parametrize(
     ("variant", "kind", "path", "value", "message"),
     [
-        ("cpu", "Deployment", ("spec", "template", "spec", "containers", 0, "readinessProbe", "httpGet", "prot"), 3000, "'prot' was unexpected"),
+        (
+            "cpu",
+            "Deployment",
+            ("spec", "template", "spec", "containers", 0, "readinessProbe", "httpGet", "prot"),
+            3000,
+            "'prot' was unexpected",
+        ),
         ("cpu", "Deployment", ("spec", "replicas"), "two", "not of type 'integer'"),
         ("cpu", "Deployment", ("spec", "template", "spec", "terminationGracePeriod"), 40, "was unexpected"),
         # KServe: a misspelled field, a field the custom predictor does not have, a wrong type, a wrong enum
-        ("kserve", "InferenceService", ("spec", "predictor", "containers", 0, "readinessProbe", "httpGet", "prot"), 3000, "'prot' was unexpected"),
+        (
+            "kserve",
+            "InferenceService",
+            ("spec", "predictor", "containers", 0, "readinessProbe", "httpGet", "prot"),
+            3000,
+            "'prot' was unexpected",
+        ),
         ("kserve", "InferenceService", ("spec", "predictor", "protocolVersion"), "v2", "'protocolVersion' was unexpected"),
         ("kserve", "InferenceService", ("spec", "predictor", "minReplicas"), "two", "'two' is not of type 'integer'"),
         ("kserve", "InferenceService", ("spec", "predictor", "autoScaling", "metrics", 0, "type"), "Prometheus", "is not one of"),
@@ -204,16 +220,18 @@ def test_a_required_keda_field_missing_is_an_error() -> None:
 
 
 def test_structural_schemas_translate_strictly() -> None:
-    schema = crds.to_json_schema({
-        "type": "object",
-        "properties": {
-            "port": {"x-kubernetes-int-or-string": True},
-            "maybe": {"type": "string", "nullable": True},
-            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-            "empty": {"type": "object"},
-        },
-    })
+    schema = crds.to_json_schema(
+        {
+            "type": "object",
+            "properties": {
+                "port": {"x-kubernetes-int-or-string": True},
+                "maybe": {"type": "string", "nullable": True},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                "empty": {"type": "object"},
+            },
+        }
+    )
     import jsonschema
 
     ok = {"port": "http", "maybe": None, "labels": {"a": "b"}, "free": {"anything": [1]}, "empty": {}}
@@ -256,8 +274,11 @@ def test_probes_ports_and_service_agree(variant: str) -> None:
     service = objs["Service"]["spec"]
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["ports"]} == {"http": (3000, "http"), "grpc": (8500, "grpc")}
     labels = pod_labels(objs)
-    for selector in (service["selector"], objs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
-                     objs["Deployment"]["spec"]["selector"]["matchLabels"]):
+    for selector in (
+        service["selector"],
+        objs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+        objs["Deployment"]["spec"]["selector"]["matchLabels"],
+    ):
         assert selector.items() <= labels.items()
     assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
 
@@ -325,8 +346,19 @@ def test_kserve_predictor_runs_what_the_deployment_runs(kserve: str, deployment:
     ours, theirs = container(isvc_objs), container(deploy_objs)
     assert ours["name"] == "kserve-container"  # what KServe names a custom predictor's only container anyway
     assert ours["env"] == [{"name": "PROTOCOL", "value": "v2"}]  # a custom predictor's protocolVersion
-    same = ("image", "imagePullPolicy", "envFrom", "ports", "resources", "startupProbe", "livenessProbe",
-            "readinessProbe", "lifecycle", "securityContext", "volumeMounts")
+    same = (
+        "image",
+        "imagePullPolicy",
+        "envFrom",
+        "ports",
+        "resources",
+        "startupProbe",
+        "livenessProbe",
+        "readinessProbe",
+        "lifecycle",
+        "securityContext",
+        "volumeMounts",
+    )
     assert {k: ours.get(k) for k in same} == {k: theirs.get(k) for k in same}
     for key in ("securityContext", "terminationGracePeriodSeconds", "volumes", "nodeSelector", "tolerations"):
         assert predictor.get(key) == pod.get(key), key

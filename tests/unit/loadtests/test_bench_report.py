@@ -6,51 +6,137 @@ from loadtests import report
 
 
 def run(connections, rps, p50, p99):
-    return {"connections": connections, "rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": 0, "non2xx": 0,
-            "client_cpu_cores": 0.05, "server_cpu_cores": 1.5}
+    return {
+        "connections": connections,
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": 0,
+        "non2xx": 0,
+        "client_cpu_cores": 0.05,
+        "server_cpu_cores": 1.5,
+    }
 
 
 def sample_report(**overrides):
     rep = {
         "started": "2026-11-23 12:00:00 UTC",
-        "machine": {"cores": 2, "cpu_model": "AMD EPYC", "gpu": None, "ort_provider": "CPUExecutionProvider",
-                    "ort_provider_served": "CPUExecutionProvider", "onnxruntime": "1.31.1", "bentoml": "1.4.39", "python": "3.11.7"},
+        "machine": {
+            "cores": 2,
+            "cpu_model": "AMD EPYC",
+            "gpu": None,
+            "ort_provider": "CPUExecutionProvider",
+            "ort_provider_served": "CPUExecutionProvider",
+            "onnxruntime": "1.31.1",
+            "bentoml": "1.4.39",
+            "python": "3.11.7",
+        },
         "load_average": {"before": "0.50 / 0.40 / 0.30", "after": "1.90 / 0.90 / 0.50"},
         "store": "/tmp/store-default",
         "model": "lstm",
         "code": "abc1234",
         "placement": "no pinning",
-        "inprocess": [{"model": "mnist-lstm", "task": "classification", "provider": "CPUExecutionProvider",
-                       "batches": {str(b): {"images_per_s": 1000.0 * b ** 0.5, "ms_per_call": 1.0 * b ** 0.5} for b in (1, 8, 64, 1024)}}],
-        "served": [
-            {"concurrency": 1, "rps": 400.0, "p50_ms": 2.4, "p99_ms": 4.0, "errors": 0, "mean_batch": 1.0,
-             "mean_adaptive_batch": 1.0, "server_cpu_cores": 0.9, "client_cpu_cores": 0.05},
-            {"concurrency": 32, "rps": 1200.0, "p50_ms": 25.0, "p99_ms": 45.0, "errors": 0, "mean_batch": 12.5,
-             "mean_adaptive_batch": 12.5, "server_cpu_cores": 1.8, "client_cpu_cores": 0.15},
+        "inprocess": [
+            {
+                "model": "mnist-lstm",
+                "task": "classification",
+                "provider": "CPUExecutionProvider",
+                "batches": {str(b): {"images_per_s": 1000.0 * b**0.5, "ms_per_call": 1.0 * b**0.5} for b in (1, 8, 64, 1024)},
+            }
         ],
-        "bulk": {"images_per_s": 28000.0, "p50_ms": 36.0, "inprocess_images_per_s": 32000.0,
-                 "inprocess_table_images_per_s": 31000.0, "ratio_to_inprocess": 0.93},
-        "baseline": {"runs": [{"concurrency": 1, "rps": 12.0, "p50_ms": 80.0, "p99_ms": 95.0, "errors": 0},
-                              {"concurrency": 32, "rps": 14.0, "p50_ms": 2200.0, "p99_ms": 2500.0, "errors": 0}],
-                     "ready_s": 5.0, "rss_mb": 600.0},
-        "manifold": {"served": {"p50_ms": 80.0, "p99_ms": 95.0, "requests": 20},
-                     "seed_loop": {"calls_measured": 50, "ms_per_call": 70.0, "extrapolated_ms": 63000.0}},
+        "served": [
+            {
+                "concurrency": 1,
+                "rps": 400.0,
+                "p50_ms": 2.4,
+                "p99_ms": 4.0,
+                "errors": 0,
+                "mean_batch": 1.0,
+                "mean_adaptive_batch": 1.0,
+                "server_cpu_cores": 0.9,
+                "client_cpu_cores": 0.05,
+            },
+            {
+                "concurrency": 32,
+                "rps": 1200.0,
+                "p50_ms": 25.0,
+                "p99_ms": 45.0,
+                "errors": 0,
+                "mean_batch": 12.5,
+                "mean_adaptive_batch": 12.5,
+                "server_cpu_cores": 1.8,
+                "client_cpu_cores": 0.15,
+            },
+        ],
+        "bulk": {
+            "images_per_s": 28000.0,
+            "p50_ms": 36.0,
+            "inprocess_images_per_s": 32000.0,
+            "inprocess_table_images_per_s": 31000.0,
+            "ratio_to_inprocess": 0.93,
+        },
+        "baseline": {
+            "runs": [
+                {"concurrency": 1, "rps": 12.0, "p50_ms": 80.0, "p99_ms": 95.0, "errors": 0},
+                {"concurrency": 32, "rps": 14.0, "p50_ms": 2200.0, "p99_ms": 2500.0, "errors": 0},
+            ],
+            "ready_s": 5.0,
+            "rss_mb": 600.0,
+        },
+        "manifold": {
+            "served": {"p50_ms": 80.0, "p99_ms": 95.0, "requests": 20},
+            "seed_loop": {"calls_measured": 50, "ms_per_call": 70.0, "extrapolated_ms": 63000.0},
+        },
         "ready_s": 9.5,
         "processes": [
             {"role": "launcher", "pid": 10, "rss_ready_mb": 55.0, "rss_mb": 55.0, "rss_by_phase_mb": {"ready": 55.0, "after (5)": 55.0}},
-            {"role": "HTTP worker", "pid": 12, "rss_ready_mb": 160.0, "rss_mb": 420.0,
-             "rss_by_phase_mb": {"ready": 160.0, "after (5)": 420.0}},
+            {
+                "role": "HTTP worker",
+                "pid": 12,
+                "rss_ready_mb": 160.0,
+                "rss_mb": 420.0,
+                "rss_by_phase_mb": {"ready": 160.0, "after (5)": 420.0},
+            },
         ],
         "notes": ["GPU figures are unmeasured."],
         "peers": [
-            {"server": "ours", "label": "ours", "env": {}, "ready_s": 4.0, "rss_mb": 520.0, "processes": 3,
-             "runs": [run(1, 1200.0, 0.8, 1.3), run(32, 4000.0, 7.5, 14.0), run(1, 1190.0, 0.82, 1.4)],
-             "grpc": {"rps": 3400.0, "p50_ms": 9.0, "p99_ms": 20.0, "errors": 0, "non2xx": 0, "concurrency": 32,
-                      "client_cpu_cores": 0.1, "server_cpu_cores": 1.8}},
-            {"server": "ours", "label": "ours, delay", "env": {"SERVING_QUEUE_DELAY_MS": "2"}, "ready_s": 4.0,
-             "rss_mb": 990.0, "processes": 3, "runs": [run(1, 300.0, 3.0, 4.0), run(32, 100.0, 90.0, 200.0)]},
-            {"server": "triton", "label": "Triton", "env": {}, "ready_s": 6.0, "rss_mb": 256.0, "processes": 6,
-             "runs": [run(1, 237.0, 4.2, 5.1), run(32, 3100.0, 10.1, 15.4), run(1, 230.0, 4.3, 5.2)]},
+            {
+                "server": "ours",
+                "label": "ours",
+                "env": {},
+                "ready_s": 4.0,
+                "rss_mb": 520.0,
+                "processes": 3,
+                "runs": [run(1, 1200.0, 0.8, 1.3), run(32, 4000.0, 7.5, 14.0), run(1, 1190.0, 0.82, 1.4)],
+                "grpc": {
+                    "rps": 3400.0,
+                    "p50_ms": 9.0,
+                    "p99_ms": 20.0,
+                    "errors": 0,
+                    "non2xx": 0,
+                    "concurrency": 32,
+                    "client_cpu_cores": 0.1,
+                    "server_cpu_cores": 1.8,
+                },
+            },
+            {
+                "server": "ours",
+                "label": "ours, delay",
+                "env": {"SERVING_QUEUE_DELAY_MS": "2"},
+                "ready_s": 4.0,
+                "rss_mb": 990.0,
+                "processes": 3,
+                "runs": [run(1, 300.0, 3.0, 4.0), run(32, 100.0, 90.0, 200.0)],
+            },
+            {
+                "server": "triton",
+                "label": "Triton",
+                "env": {},
+                "ready_s": 6.0,
+                "rss_mb": 256.0,
+                "processes": 6,
+                "runs": [run(1, 237.0, 4.2, 5.1), run(32, 3100.0, 10.1, 15.4), run(1, 230.0, 4.3, 5.2)],
+            },
             {"server": "textbook", "label": "textbook", "skipped": "no .venv-peers"},
         ],
     }
@@ -74,9 +160,15 @@ def test_targets_miss_and_unmeasured():
     rep["served"][1].update(rps=900.0, p99_ms=51.0, mean_batch=1.0, errors=2)
     rep["processes"][1]["rss_mb"] = 501.0
     t = by_name(report.targets(rep))
-    for name in ["(2) served req/s at 32 clients", "(2) served p99 at 32 clients", "(2) mean batch size at 32 clients",
-                 "(2) errors over all served runs", "(3) bulk / in-process at 1,024", "(6) launch to ready",
-                 "(6) HTTP worker RSS (max over workers)"]:
+    for name in [
+        "(2) served req/s at 32 clients",
+        "(2) served p99 at 32 clients",
+        "(2) mean batch size at 32 clients",
+        "(2) errors over all served runs",
+        "(3) bulk / in-process at 1,024",
+        "(6) launch to ready",
+        "(6) HTTP worker RSS (max over workers)",
+    ]:
         assert t[name].verdict == "MISS", name
     assert t["(2) / (4) at 32 clients"].verdict == "n/a"
     assert t["(5) 30x30 manifold PNG, served p50"].verdict == "PASS"
@@ -93,8 +185,10 @@ def test_markdown_table_shape_and_escaping():
         report.markdown_table(["a", "b"], [["only one"]])
 
 
-@pytest.mark.parametrize(("value", "digits", "suffix", "shown"),
-                         [(None, 1, "", "-"), (3.14159, 2, "", "3.14"), (1234.5, 1, " ms", "1,234 ms"), (0.5, 0, "x", "0x")])
+@pytest.mark.parametrize(
+    ("value", "digits", "suffix", "shown"),
+    [(None, 1, "", "-"), (3.14159, 2, "", "3.14"), (1234.5, 1, " ms", "1,234 ms"), (0.5, 0, "x", "0x")],
+)
 def test_fmt(value, digits, suffix, shown):
     assert report.fmt(value, digits, suffix) == shown
 
@@ -112,8 +206,7 @@ def test_render_markdown_has_every_part():
 
 
 def test_render_markdown_says_what_was_skipped():
-    md = report.render_markdown(sample_report(baseline={"skipped": "--skip baseline"},
-                                              manifold={"seed_skipped": "no 2-D decoder loaded"}))
+    md = report.render_markdown(sample_report(baseline={"skipped": "--skip baseline"}, manifold={"seed_skipped": "no 2-D decoder loaded"}))
     assert "## (4) Baseline: not measured (--skip baseline)" in md
     assert "seed loop: not measured (no 2-D decoder loaded)" in md
 

@@ -112,8 +112,14 @@ def catalog_models():
         {"name": "vae4", "store_name": "fashion-vae4-decoder", "task": "generation", "ready": True, "signature": {"latent_dim": 4}},
         {"name": "vae2", "store_name": "fashion-vae2-encoder", "task": "encoding", "ready": True, "signature": {"latent_dim": 2}},
         {"name": "late", "store_name": "mnist-late", "task": "classification", "ready": False, "signature": sig},
-        {"name": "ensemble", "store_name": "mnist-ensemble", "task": "classification", "ready": True, "signature": sig,
-         "members": [{"name": "lstm"}, {"name": "gated-rnn"}]},
+        {
+            "name": "ensemble",
+            "store_name": "mnist-ensemble",
+            "task": "classification",
+            "ready": True,
+            "signature": sig,
+            "members": [{"name": "lstm"}, {"name": "gated-rnn"}],
+        },
     ]
 
 

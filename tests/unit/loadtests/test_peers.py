@@ -14,7 +14,9 @@ from loadtests.peers import signature, triton_peer
 REPO = Path(__file__).resolve().parents[3]
 
 SIGNATURE = {
-    "name": "mnist-lstm", "public_name": "lstm", "task": "classification",
+    "name": "mnist-lstm",
+    "public_name": "lstm",
+    "task": "classification",
     "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 28, 28]}],
     "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [-1, 10]}],
 }
@@ -28,13 +30,15 @@ def make_version(root: Path, version: str) -> Path:
     return path
 
 
-
-
 def test_read_signature_names_and_row_shapes(tmp_path):
     path = make_version(tmp_path, "v1")
     assert signature.read_signature(path) == {
-        "name": "mnist-lstm", "input": "images", "input_row_shape": (28, 28),
-        "output": "probabilities", "output_row_shape": (10,)}
+        "name": "mnist-lstm",
+        "input": "images",
+        "input_row_shape": (28, 28),
+        "output": "probabilities",
+        "output_row_shape": (10,),
+    }
 
 
 def test_find_model_dir_follows_latest_else_newest(tmp_path, monkeypatch):
@@ -56,8 +60,7 @@ def test_missing_peers_venv_says_how_to_make_it(tmp_path):
 
 def test_peer_request_bodies(tmp_path):
     img = np.zeros((28, 28), dtype=np.uint8)
-    args = dict(process=None, grpc_target=None, model_name="mnist-lstm", input_name="images", log_path=tmp_path / "l",
-                launched=0.0)
+    args = dict(process=None, grpc_target=None, model_name="mnist-lstm", input_name="images", log_path=tmp_path / "l", launched=0.0)
     triton = peers.Peer("triton", url="http://127.0.0.1:1", infer_path="/v2/models/mnist-lstm/infer", **args)
     textbook = peers.Peer("textbook", url="http://127.0.0.1:2", infer_path="/predict", **args)
     assert triton.request(img) == wrkload.RequestSpec("/v2/models/mnist-lstm/infer", wrkload.triton_body(img))
@@ -66,8 +69,7 @@ def test_peer_request_bodies(tmp_path):
 
 def test_triton_defaults_are_the_benchmark_settings():
     args = triton_peer.build_parser().parse_args(["--model-dir", "m", "--http-port", "1", "--grpc-port", "2"])
-    assert (args.max_batch, args.max_queue_delay_us, args.instances, args.metrics_port, args.host) == (
-        64, 2000, 1, 0, "127.0.0.1")
+    assert (args.max_batch, args.max_queue_delay_us, args.instances, args.metrics_port, args.host) == (64, 2000, 1, 0, "127.0.0.1")
 
 
 def test_libpython_goes_first_once():
@@ -79,9 +81,11 @@ def test_libpython_goes_first_once():
 def test_the_triton_side_imports_only_the_standard_library():
     """``python -m loadtests.peers.triton_peer`` runs in .venv-peers: the package must import without
     site-packages (no psutil, no serving/) until main() imports numpy/onnxruntime/pytriton."""
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import loadtests.peers, loadtests.peers.triton_peer; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'psutil', 'serving', 'bentoml')); "
-            "assert not bad, bad")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import loadtests.peers, loadtests.peers.triton_peer; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'psutil', 'serving', 'bentoml')); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-S", "-I", "-c", code, str(REPO)], check=True, timeout=60)
 
 
@@ -95,10 +99,27 @@ def test_textbook_service_is_the_documented_shape(monkeypatch):
 def test_side_by_side_table_has_the_grpc_and_v2_lines():
     from loadtests.peers import compare
 
-    run = {"connections": 32, "concurrency": 32, "rps": 4000.0, "p50_ms": 7.0, "p99_ms": 13.0, "errors": 0, "non2xx": 0,
-           "server_cpu_cores": 1.9, "client_cpu_cores": 0.1}
-    row = {"server": "ours", "label": "ours", "runs": [run], "rss_mb": 520.0, "processes": 3, "ready_s": 3.0,
-           "grpc": run, "v2": {"http_json": run, "http_binary": run, "grpc": {"skipped": "h2load is not installed"}}}
+    run = {
+        "connections": 32,
+        "concurrency": 32,
+        "rps": 4000.0,
+        "p50_ms": 7.0,
+        "p99_ms": 13.0,
+        "errors": 0,
+        "non2xx": 0,
+        "server_cpu_cores": 1.9,
+        "client_cpu_cores": 0.1,
+    }
+    row = {
+        "server": "ours",
+        "label": "ours",
+        "runs": [run],
+        "rss_mb": 520.0,
+        "processes": 3,
+        "ready_s": 3.0,
+        "grpc": run,
+        "v2": {"http_json": run, "http_binary": run, "grpc": {"skipped": "h2load is not installed"}},
+    }
     table = compare.render_markdown([row])
     assert "TF-Serving gRPC `Predict`" in table
     assert compare.V2_LABELS["http_json"] in table and compare.V2_LABELS["http_binary"] in table

@@ -36,8 +36,10 @@ bentoml_service_adaptive_batch_size_sum{method_name="predict_items",service_name
 def test_parse_keys_by_name_and_sorted_labels():
     samples = promtext.parse(BEFORE)
     assert samples[("model_batch_size_sum", (("model", "mnist-lstm"),))] == 5.0
-    key = ("bentoml_service_adaptive_batch_size_count",
-           (("method_name", "predict_items"), ("service_name", "digits"), ("worker_index", "1")))
+    key = (
+        "bentoml_service_adaptive_batch_size_count",
+        (("method_name", "predict_items"), ("service_name", "digits"), ("worker_index", "1")),
+    )
     assert samples[key] == 5.0
 
 
@@ -70,4 +72,7 @@ def test_histogram_delta_without_observations_has_no_mean():
 
 def test_label_values():
     assert promtext.label_values(promtext.parse(AFTER), "model_batch_size_count", "model") == [
-        "fashion-vae2-decoder", "mnist-gru", "mnist-lstm"]
+        "fashion-vae2-decoder",
+        "mnist-gru",
+        "mnist-lstm",
+    ]

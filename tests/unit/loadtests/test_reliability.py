@@ -1,4 +1,5 @@
 """Pure parts of loadtests.reliability: the plan, the table, error-shape checks, raw HTTP helpers."""
+
 from __future__ import annotations
 
 import json

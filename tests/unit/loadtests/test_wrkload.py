@@ -62,7 +62,10 @@ def test_bodies_reject_anything_but_one_28x28_image():
 def test_requests_for_image_paths():
     specs = wrkload.requests_for_image(digit(), model="lstm", triton_model="mnist-lstm")
     assert {k: s.path for k, s in specs.items()} == {
-        "ours": "/v1/classify", "triton": "/v2/models/mnist-lstm/infer", "textbook": "/predict"}
+        "ours": "/v1/classify",
+        "triton": "/v2/models/mnist-lstm/infer",
+        "textbook": "/predict",
+    }
     assert all(s.method == "POST" and s.content_type == "application/json" for s in specs.values())
 
 
@@ -80,7 +83,7 @@ def test_v2_binary_spec_is_a_json_header_then_raw_fp32():
 
 def test_lua_script_sets_extra_headers():
     script = wrkload.lua_script("/tmp/x/body", "application/octet-stream", "POST", [("Inference-Header-Content-Length", "99")])
-    assert 'wrk.headers[ [[\nInference-Header-Content-Length]] ] = [[\n99]]' in script
+    assert "wrk.headers[ [[\nInference-Header-Content-Length]] ] = [[\n99]]" in script
 
 
 def test_lua_string_survives_closing_brackets_and_leading_newline():
@@ -102,9 +105,24 @@ def test_lua_script_posts_the_body_file_and_prints_one_json_line():
 
 
 def wrk_line(**over) -> str:
-    raw = {"requests": 5000.0, "duration_us": 5_000_000.0, "bytes": 123.0, "connect": 0.0, "read": 1.0, "write": 0.0,
-           "status": 10.0, "timeout": 2.0, "non2xx": 10.0, "first_non2xx_status": 503.0, "p50_us": 1500.0,
-           "p90_us": 3000.0, "p99_us": 9000.0, "mean_us": 1800.5, "max_us": 20000.0, "min_us": 300.0}
+    raw = {
+        "requests": 5000.0,
+        "duration_us": 5_000_000.0,
+        "bytes": 123.0,
+        "connect": 0.0,
+        "read": 1.0,
+        "write": 0.0,
+        "status": 10.0,
+        "timeout": 2.0,
+        "non2xx": 10.0,
+        "first_non2xx_status": 503.0,
+        "p50_us": 1500.0,
+        "p90_us": 3000.0,
+        "p99_us": 9000.0,
+        "mean_us": 1800.5,
+        "max_us": 20000.0,
+        "min_us": 300.0,
+    }
     raw.update(over)
     return wrkload.MARKER + json.dumps(raw).replace(" ", "")
 

@@ -1,4 +1,5 @@
 """The per-model batcher: runs at once when idle, merges while busy, bounded queue, cancellation, isolation."""
+
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from serving.batcher import Batcher
 from contract.errors import Overloaded
+from serving.batcher import Batcher
 
 
 class Model:

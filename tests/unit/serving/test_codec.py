@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from contract.errors import InvalidInput, PayloadTooLarge
 from serving import codec
 from serving.codec import (
     array_to_npy,
@@ -15,7 +16,6 @@ from serving.codec import (
     pixels_from_json,
     validate_array,
 )
-from contract.errors import InvalidInput, PayloadTooLarge
 
 IMAGES = {"name": "images", "dtype": "float32", "shape": [-1, 28, 28], "range": [0.0, 1.0]}
 LATENT = {"name": "z", "dtype": "float32", "shape": [-1, 2], "range": None}
@@ -72,7 +72,7 @@ def test_npy_truncated_data_is_invalid_input():
 
 def npy_with_header(shape: str, fortran: bool = False, data: bytes = b"\x00" * 100) -> bytes:
     """A .npy body whose header says ``shape`` (any text), with ``data`` after it."""
-    header = "{'descr': '|u1', 'fortran_order': %s, 'shape': %s, }" % (fortran, shape)
+    header = f"{{'descr': '|u1', 'fortran_order': {fortran}, 'shape': {shape}, }}"
     header = header.ljust(117) + "\n"
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
 

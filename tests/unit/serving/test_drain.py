@@ -1,4 +1,5 @@
 """serving.drain on real loopback sockets: find a listener by port, stop new handshakes, see the accept queue."""
+
 from __future__ import annotations
 
 import socket

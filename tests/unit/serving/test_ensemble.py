@@ -1,4 +1,5 @@
 """The ensemble: a stored model without a file, served as the mean of its members through their own batchers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +26,11 @@ def make_ensemble(tmp_path: Path, accuracy: float = 0.99) -> tuple[EnsembleRunti
     folder.mkdir()
     signature = {**members[0].signature, "name": "mnist-ensemble", "public_name": "ensemble", "members": list(MEMBERS)}
     ensemble = EnsembleRuntime(
-        store_name="mnist-ensemble", version="e1", path=folder, signature=signature, providers=["CPUExecutionProvider"],
+        store_name="mnist-ensemble",
+        version="e1",
+        path=folder,
+        signature=signature,
+        providers=["CPUExecutionProvider"],
         metadata={"kind": "ensemble", "metrics": {"test_accuracy": accuracy}, "members": {m: "v1" for m in MEMBERS}},
         members=members,
     )

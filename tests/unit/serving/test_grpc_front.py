@@ -1,4 +1,5 @@
 """The TF-Serving gRPC servicer against a real engine: a tiny ONNX classifier, real ORT, a real grpc.aio server."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,11 +12,11 @@ import grpc
 import numpy as np
 import pytest
 
-from loadtests.server import free_port
 from contract import tensors
+from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+from loadtests.server import free_port
 from serving.engine import Engine
 from serving.grpc_front import GrpcFront
-from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from serving.runtime import ModelRuntime, Registry, file_sha256
 from serving.settings import Settings
 
@@ -50,8 +51,15 @@ def tiny_classifier(directory: Path) -> ModelRuntime:
     directory.mkdir(parents=True, exist_ok=True)
     onnx.save(model, directory / "model.onnx")
     (directory / "signature.json").write_text(json.dumps(SIGNATURE))
-    return ModelRuntime("mnist-tiny", "v1", directory, {"sha256": file_sha256(directory / "model.onnx")}, SIGNATURE,
-                        ["CPUExecutionProvider"], created=1_700_000_000.0)
+    return ModelRuntime(
+        "mnist-tiny",
+        "v1",
+        directory,
+        {"sha256": file_sha256(directory / "model.onnx")},
+        SIGNATURE,
+        ["CPUExecutionProvider"],
+        created=1_700_000_000.0,
+    )
 
 
 def expected(images: np.ndarray) -> np.ndarray:

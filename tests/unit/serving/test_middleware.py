@@ -1,4 +1,5 @@
 """The service's ASGI middleware, driven with hand-made ASGI messages (no server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,15 @@ from serving.middleware import (
 
 
 def scope(path: str = "/v1/classify", method: str = "POST", headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
-    return {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
-            "headers": headers or [], "client": ("127.0.0.1", 5000)}
+    return {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers or [],
+        "client": ("127.0.0.1", 5000),
+    }
 
 
 def run(app: Any, s: dict[str, Any], chunks: list[bytes] = (b"",)) -> list[dict[str, Any]]:
@@ -119,8 +127,13 @@ def test_headers_over_the_limit_are_431():
 
 
 async def router_404(s, receive, send):
-    await send({"type": "http.response.start", "status": 404 if s["path"] != "/readyz" else 405,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"allow", b"GET")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404 if s["path"] != "/readyz" else 405,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"allow", b"GET")],
+        }
+    )
     await send({"type": "http.response.body", "body": b"Not Found"})
 
 

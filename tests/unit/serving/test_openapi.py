@@ -1,4 +1,5 @@
 """The service's OpenAPI document: valid OpenAPI 3.1, every status the service answers documented."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The notebooks' figures drawn with Pillow: sizes, where the data lands, and the tick arithmetic."""
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """The service uses BentoML (and every other framework) through public APIs only."""
+
 from __future__ import annotations
 
 import ast
@@ -11,7 +12,9 @@ PRIVATE_MODULES = ("_bentoml_impl", "_bentoml_sdk", "bentoml._internal")
 # Attributes BentoML sets on a service instance that are not API, even when reached through ``self``.
 FRAMEWORK_PRIVATE = ("__self_proxy__",)
 SOURCES = sorted(
-    p for package in ("contract", "serving", "clients", "training", "deploy") for p in (ROOT / package).rglob("*.py")
+    p
+    for package in ("contract", "serving", "clients", "training", "deploy")
+    for p in (ROOT / package).rglob("*.py")
     if "protos" not in p.relative_to(ROOT).parts  # generated code
 )
 
@@ -38,10 +41,11 @@ def test_no_private_attributes_or_modules(path: Path) -> None:
 
 
 def test_the_check_finds_what_the_old_service_did() -> None:
-    old = (
-        "from _bentoml_impl.server import app\n"
-        "def f(self):\n"
-        "    return self.__self_proxy__._async._session_manager._app\n"
-    )
-    assert private_uses(ast.parse(old)) == ["_bentoml_impl.server", "line 3: ._app", "line 3: ._session_manager",
-                                            "line 3: ._async", "line 3: .__self_proxy__"]
+    old = "from _bentoml_impl.server import app\ndef f(self):\n    return self.__self_proxy__._async._session_manager._app\n"
+    assert private_uses(ast.parse(old)) == [
+        "_bentoml_impl.server",
+        "line 3: ._app",
+        "line 3: ._session_manager",
+        "line 3: ._async",
+        "line 3: .__self_proxy__",
+    ]

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving import runtime
 from contract.errors import ModelIntegrityError, ModelNotFound, NotReady, VersionNotFound
+from serving import runtime
 from serving.runtime import ModelRuntime, Registry, choose_providers
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -59,12 +59,18 @@ def make_runtime(tmp_path: Path, name: str, accuracy: float, seed: int = 0, tamp
         with (folder / "model.onnx").open("ab") as f:
             f.write(b"\0")
     signature = {
-        "name": name, "public_name": name.removeprefix("mnist-"), "task": "classification",
+        "name": name,
+        "public_name": name.removeprefix("mnist-"),
+        "task": "classification",
         "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 28, 28], "range": [0.0, 1.0]}],
         "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [-1, 10], "range": [0.0, 1.0]}],
     }
     return ModelRuntime(
-        store_name=name, version="v1", path=folder, signature=signature, providers=["CPUExecutionProvider"],
+        store_name=name,
+        version="v1",
+        path=folder,
+        signature=signature,
+        providers=["CPUExecutionProvider"],
         metadata={"sha256": digest, "metrics": {"test_accuracy": accuracy}},
     )
 

@@ -129,7 +129,6 @@ def test_cli_current_reports_bad_env(monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["workers"] == 3
 
 
-
 def test_readme_configuration_table_is_generated_from_the_settings():
     from pathlib import Path
 

@@ -1,4 +1,5 @@
 """serving.v2: the Open Inference Protocol's tensor rules, metadata and outputs, without a server."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,24 +14,40 @@ from serving.runtime import ModelRuntime, Registry
 from serving.settings import Settings
 
 CLASSIFIER_SIGNATURE = {
-    "name": "mnist-lstm", "public_name": "lstm", "task": "classification",
+    "name": "mnist-lstm",
+    "public_name": "lstm",
+    "task": "classification",
     "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 28, 28], "range": [0.0, 1.0]}],
     "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [-1, 10], "range": [0.0, 1.0]}],
     "labels": [str(i) for i in range(10)],
 }
 DECODER_SIGNATURE = {
-    "name": "fashion-vae2-decoder", "public_name": "vae2", "task": "generation", "latent_dim": 2,
+    "name": "fashion-vae2-decoder",
+    "public_name": "vae2",
+    "task": "generation",
+    "latent_dim": 2,
     "inputs": [{"name": "z", "dtype": "float32", "shape": [-1, 2], "range": None}],
     "outputs": [{"name": "images", "dtype": "float32", "shape": [-1, 28, 28, 1], "range": [0.0, 1.0]}],
 }
-ENCODER_SIGNATURE = {**DECODER_SIGNATURE, "name": "fashion-vae2-encoder", "task": "encoding",
-                     "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 28, 28, 1], "range": [0.0, 1.0]}],
-                     "outputs": [{"name": "z_mean", "dtype": "float32", "shape": [-1, 2]}, {"name": "z_log_var", "dtype": "float32", "shape": [-1, 2]}]}
+ENCODER_SIGNATURE = {
+    **DECODER_SIGNATURE,
+    "name": "fashion-vae2-encoder",
+    "task": "encoding",
+    "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 28, 28, 1], "range": [0.0, 1.0]}],
+    "outputs": [{"name": "z_mean", "dtype": "float32", "shape": [-1, 2]}, {"name": "z_log_var", "dtype": "float32", "shape": [-1, 2]}],
+}
 
 
 def runtime(signature: dict) -> ModelRuntime:
-    rt = ModelRuntime(store_name=signature["name"], version="abc", path=Path("/nonexistent"), metadata={},
-                      signature=signature, providers=["CPUExecutionProvider"], created=1700000000.5)
+    rt = ModelRuntime(
+        store_name=signature["name"],
+        version="abc",
+        path=Path("/nonexistent"),
+        metadata={},
+        signature=signature,
+        providers=["CPUExecutionProvider"],
+        created=1700000000.5,
+    )
     rt.ready = True
     return rt
 
@@ -51,13 +68,20 @@ def test_models_are_found_by_store_or_public_name_and_version():
 
 def test_metadata_and_config_come_from_the_signature():
     meta = v2.model_metadata(ENGINE, CLASSIFIER)
-    assert meta == {"name": "mnist-lstm", "versions": ["1700000000"], "platform": "onnxruntime_onnx",
-                    "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}],
-                    "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}]}
+    assert meta == {
+        "name": "mnist-lstm",
+        "versions": ["1700000000"],
+        "platform": "onnxruntime_onnx",
+        "inputs": [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}],
+        "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
+    }
     config = v2.model_config(ENGINE, DECODER)
     assert config["max_batch_size"] == 256 and config["input"] == [{"name": "z", "data_type": "TYPE_FP32", "dims": [2]}]
-    assert config["parameters"] == {"task": {"string_value": "generation"}, "public_name": {"string_value": "vae2"},
-                                    "default": {"string_value": "true"}}
+    assert config["parameters"] == {
+        "task": {"string_value": "generation"},
+        "public_name": {"string_value": "vae2"},
+        "default": {"string_value": "true"},
+    }
     assert v2.model_config(ENGINE, ENCODER)["parameters"]["default"] == {"string_value": "false"}
 
 

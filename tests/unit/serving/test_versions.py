@@ -1,4 +1,5 @@
 """serving.versions (policies, labels, resolution) and the control overlay of serving.lifecycle."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,7 +54,9 @@ def test_policies_per_model_with_a_default():
 
 def test_labels_parse_and_refuse_numbers():
     assert versions.parse_labels("mnist-lstm:stable=100,canary=bbb; vae:stable=7") == {
-        "mnist-lstm": {"stable": "100", "canary": "bbb"}, "vae": {"stable": "7"}}
+        "mnist-lstm": {"stable": "100", "canary": "bbb"},
+        "vae": {"stable": "7"},
+    }
     for bad in ("mnist-lstm", "mnist-lstm:stable", "mnist-lstm:123=100", ":stable=1"):
         with pytest.raises(ValueError):
             versions.parse_labels(bad)

@@ -49,8 +49,7 @@ def test_load_shuffles_training_data_with_the_seed(datasets_dir):
     assert np.array_equal(split.y_train, again.y_train)
     assert not np.array_equal(split.y_train, other.y_train)
     # Images still match their labels after the shuffle: the multiset of pairs is unchanged.
-    assert np.bincount(split.y_train).tolist() == np.bincount(read_idx(
-        datasets_dir / "mnist" / "train-labels-idx1-ubyte.gz")).tolist()
+    assert np.bincount(split.y_train).tolist() == np.bincount(read_idx(datasets_dir / "mnist" / "train-labels-idx1-ubyte.gz")).tolist()
 
 
 def test_load_limits_train_and_test(datasets_dir):

@@ -50,8 +50,9 @@ def small_run(tmp_path_factory, datasets_dir) -> Path:
     from training.train import TrainOptions, train
 
     out = tmp_path_factory.mktemp("runs")
-    options = TrainOptions(profile="test", epochs=1, batch_size=128, seed=0, limit=512, test_limit=300,
-                           data_dir=str(datasets_dir), verbose=0)
+    options = TrainOptions(
+        profile="test", epochs=1, batch_size=128, seed=0, limit=512, test_limit=300, data_dir=str(datasets_dir), verbose=0
+    )
     train("dense-rnn", options, out)
     return out / "dense-rnn"
 
@@ -74,8 +75,7 @@ def test_export_of_a_small_trained_model(small_run):
     assert json.loads(json.dumps(metadata)) == metadata  # plain JSON types only
     assert 0.0 <= metadata["parity_max_abs_diff"] <= 1e-4
     assert metadata["sha256"] == export_mod.sha256(directory / "model.onnx")
-    assert metadata["training"] == {"epochs": 1, "seed": 0, "train_size": 512, "test_size": 300, "limit": 512,
-                                    "profile": "test"}
+    assert metadata["training"] == {"epochs": 1, "seed": 0, "train_size": 512, "test_size": 300, "limit": 512, "profile": "test"}
     assert set(metadata["metrics"]) == METRIC_KEYS["classification"]
 
     # The SavedModel answers by name too.
@@ -115,7 +115,8 @@ def _tiny_onnx(path: Path, node, input_shape, output_shape) -> Path:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [node], "tiny",
+        [node],
+        "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, output_shape)],
     )
@@ -198,8 +199,11 @@ def test_stored_model_follows_the_contract(store, entry):
 
     assert (path / "saved_model" / "saved_model.pb").is_file()
     reports = {p.name for p in (path / "reports").glob("*.png")}
-    want = {"confusion_matrix.png", "training_curves.png"} if entry.task == "classification" else {
-        "manifold.png", "latent_clusters.png", "training_curves.png"}
+    want = (
+        {"confusion_matrix.png", "training_curves.png"}
+        if entry.task == "classification"
+        else {"manifold.png", "latent_clusters.png", "training_curves.png"}
+    )
     assert want <= reports
     # What serving draws its plots from.
     evaluation = json.loads((path / "evaluation.json").read_text())
@@ -258,6 +262,4 @@ def test_stored_ensemble_is_the_mean_of_its_members(store, trained_store):
     assert metadata["metrics"]["test_accuracy"] == pytest.approx(float(np.mean(mean.argmax(1) == labels)))
     evaluation = json.loads((path / "evaluation.json").read_text())
     assert np.array(evaluation["confusion_matrix"]).sum() == len(labels) == metadata["training"]["test_size"]
-    assert evaluation["beats_best_member"] == (
-        metadata["metrics"]["test_accuracy"] > max(evaluation["member_accuracy"].values())
-    )
+    assert evaluation["beats_best_member"] == (metadata["metrics"]["test_accuracy"] > max(evaluation["member_accuracy"].values()))

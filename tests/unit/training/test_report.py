@@ -42,10 +42,10 @@ def test_plots_write_pngs(tmp_path):
     labels = [str(i) for i in range(3)]
     paths = [
         report.plot_confusion(np.eye(3, dtype=int) * 5, labels, tmp_path / "cm.png", "cm"),
-        report.plot_curves({"loss": [1.0, 0.5], "accuracy": [0.5, 0.9]}, tmp_path / "curves.png", "c",
-                           {"test_accuracy": 0.8}),
-        report.plot_latent_scatter(np.random.default_rng(0).normal(size=(30, 4)), np.arange(30) % 3, labels,
-                                   tmp_path / "clusters.png", "z"),
+        report.plot_curves({"loss": [1.0, 0.5], "accuracy": [0.5, 0.9]}, tmp_path / "curves.png", "c", {"test_accuracy": 0.8}),
+        report.plot_latent_scatter(
+            np.random.default_rng(0).normal(size=(30, 4)), np.arange(30) % 3, labels, tmp_path / "clusters.png", "z"
+        ),
         report.plot_manifold(np.zeros((56, 56)), 2, 2.0, (0, 1), [0.0, 0.0], tmp_path / "manifold.png", "m"),
     ]
     for path in paths:

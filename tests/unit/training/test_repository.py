@@ -1,4 +1,5 @@
 """Triton / TF Serving configuration text from signatures: parsed by the engines' own protobuf messages."""
+
 from __future__ import annotations
 
 import pytest

@@ -9,9 +9,7 @@ vae = pytest.importorskip("training.vae")
 from training import data  # noqa: E402
 
 
-@pytest.mark.parametrize(
-    ("name", "latent", "filters", "dense"), [("vae2", 2, (32, 64), 16), ("vae4", 4, (64, 128), 32)]
-)
+@pytest.mark.parametrize(("name", "latent", "filters", "dense"), [("vae2", 2, (32, 64), 16), ("vae4", 4, (64, 128), 32)])
 def test_configs_follow_the_seed(name, latent, filters, dense):
     config = vae.CONFIGS[name]
     assert (config.latent_dim, config.filters, config.dense_units) == (latent, filters, dense)
