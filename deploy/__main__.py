@@ -5,7 +5,7 @@
     python -m deploy check [--gpu] [--bento TAG]           inspect a built Bento + hadolint its Dockerfile
     python -m deploy k8s [VARIANT ...|--all] [--validate]  render deploy/k8s (kubectl kustomize) / validate it
 
-The CPU variant (bentofile.cpu.yaml) is the default; ``--gpu`` selects bentofile.yaml
+The CPU variant (bentofile.yaml with deploy.bento.CPU_VARIANT) is the default; ``--gpu`` builds bentofile.yaml as it is
 (CUDA 13 + cuDNN 9). Models come from the store at ``$BENTOML_HOME``. Kubernetes variants:
 cpu, gpu (``--gpu``), keda, gpu-keda, kserve, kserve-gpu (deploy/manifests.py). See docs/deploy.md.
 """

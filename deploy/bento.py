@@ -1,7 +1,7 @@
 """Build a Bento from a bentofile and check what it contains.
 
 Two variants share one Dockerfile template (``deploy/docker/Dockerfile.j2``):
-``cpu`` (``bentofile.cpu.yaml``, python:3.11-slim, onnxruntime) and ``gpu``
+``cpu`` (``bentofile.yaml`` with :data:`CPU_VARIANT`: python:3.11-slim, onnxruntime) and ``gpu``
 (``bentofile.yaml``, CUDA 13 + cuDNN 9, onnxruntime-gpu). ``check_bento``
 inspects a built Bento without running it: the service, the models by tag, the
 source files, the pinned requirements and the generated Dockerfile (base image,
@@ -24,7 +24,18 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-BENTOFILES = {"cpu": REPO / "bentofile.cpu.yaml", "gpu": REPO / "bentofile.yaml"}
+# One bentofile (the GPU image, what `bentoml build` builds); the CPU variant is it with CPU_VARIANT applied.
+BENTOFILE = REPO / "bentofile.yaml"
+VARIANTS = ("cpu", "gpu")
+# Everything the CPU image changes, in one place: name, label, base image, ONNX Runtime build, provider.
+CPU_VARIANT = {
+    "name": "digits-cpu",
+    "variant": "cpu",
+    # A plain base image (not distro/python_version): no compilers or apt layer in a serving image.
+    "base_image": "python:3.11-slim",
+    "packages": {"onnxruntime-gpu": "onnxruntime"},
+    "env": {"SERVING_PROVIDERS": "cpu"},
+}
 HTTP_PORT, GRPC_PORT = 3000, 8500
 COMMAND = ["python", "-m", "serving", "--no-build"]
 # Files the service serves itself (GET /demo): the bentofiles include them beside the Python sources.
@@ -68,8 +79,31 @@ class Built:
 
 
 def bentofile(variant: str) -> dict[str, Any]:
-    """The parsed bentofile of a variant (``cpu`` or ``gpu``)."""
-    return yaml.safe_load(BENTOFILES[variant].read_text())
+    """The build configuration of a variant: ``gpu`` is ``bentofile.yaml``; ``cpu`` is it with :data:`CPU_VARIANT`."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    config: dict[str, Any] = yaml.safe_load(BENTOFILE.read_text())
+    if variant == "cpu":
+        config["name"] = CPU_VARIANT["name"]
+        config["labels"] = {**config.get("labels", {}), "variant": CPU_VARIANT["variant"]}
+        config["docker"] = {**config["docker"], "base_image": CPU_VARIANT["base_image"]}
+        swap = CPU_VARIANT["packages"]
+        config["python"]["packages"] = [
+            swap.get(name, name) + sep + version for name, sep, version in (line.partition("==") for line in config["python"]["packages"])
+        ]
+        env = CPU_VARIANT["env"]
+        config["envs"] = [{**e, "value": env[e["name"]]} if e["name"] in env else e for e in config["envs"]]
+    return config
+
+
+def write_bentofile(variant: str, directory: Path, models: list[str] | None = None) -> Path:
+    """The variant's configuration as a bentofile in ``directory`` (``models`` replaces its model list)."""
+    config = bentofile(variant)
+    if models is not None:
+        config["models"] = list(models)
+    path = directory / "bentofile.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def build(variant: str, models: list[str] | None = None, version: str | None = None) -> Built:
@@ -81,13 +115,8 @@ def build(variant: str, models: list[str] | None = None, version: str | None = N
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
     import bentoml
 
-    path = BENTOFILES[variant]
     with tempfile.TemporaryDirectory(prefix="bentofile-") as tmp:
-        if models is not None:
-            config = bentofile(variant)
-            config["models"] = list(models)
-            path = Path(tmp) / path.name
-            path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path = write_bentofile(variant, Path(tmp), models)
         bento = bentoml.bentos.build_bentofile(str(path), build_ctx=str(REPO), version=version)
     return Built(str(bento.tag), Path(bento.path), variant, [str(m.tag) for m in bento.info.all_models])
 
@@ -107,7 +136,7 @@ def resolve(tag: str, variant: str) -> Built:
 
     bento = bentoml.bentos.get(tag)
     label = bento.info.labels.get("variant")
-    return Built(str(bento.tag), Path(bento.path), label if label in BENTOFILES else variant, [str(m.tag) for m in bento.info.all_models])
+    return Built(str(bento.tag), Path(bento.path), label if label in VARIANTS else variant, [str(m.tag) for m in bento.info.all_models])
 
 
 def pinned_packages(variant: str) -> dict[str, str]:
@@ -116,7 +145,7 @@ def pinned_packages(variant: str) -> dict[str, str]:
     for line in bentofile(variant)["python"]["packages"]:
         name, sep, version = line.partition("==")
         if not sep:
-            raise ValueError(f"{BENTOFILES[variant].name}: {line!r} is not pinned with ==")
+            raise ValueError(f"{BENTOFILE.name} ({variant}): {line!r} is not pinned with ==")
         pins[normalize(name)] = version.strip()
     return pins
 

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contract.errors import Forbidden, InvalidInput, ModelNotFound, VersionNotFound
+from contract.artifacts import read_signature, version_number
+from contract.errors import Forbidden, InvalidInput, ModelIntegrityError, ModelNotFound, VersionNotFound
 
 from . import versions
 from .runtime import EnsembleRuntime, ModelRuntime, Registry, available_providers, choose_providers
@@ -56,7 +57,7 @@ class Stored:
 
     @property
     def version_number(self) -> int:
-        return int(self.created)
+        return version_number(self.created)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -139,12 +140,8 @@ class Lifecycle:
 
     def _runtime(self, s: Stored) -> ModelRuntime:
         try:
-            signature = json.loads((s.path / "signature.json").read_text())
-            if signature.get("name") != s.store_name or not signature.get("inputs") or not signature.get("outputs"):
-                raise ValueError("signature.json does not describe this model")
+            signature = read_signature(s.path, s.store_name)
         except (OSError, ValueError) as e:
-            from contract.errors import ModelIntegrityError
-
             raise ModelIntegrityError(f"{s.store_name}:{s.version}: bad signature.json ({e})") from e
         kind = EnsembleRuntime if s.metadata.get("kind") == "ensemble" else ModelRuntime  # no model file of its own
         return kind(

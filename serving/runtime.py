@@ -6,7 +6,6 @@ stands for it, over the runtimes of its members.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.artifacts import file_sha256, version_number
 from contract.errors import ModelIntegrityError, ModelNotFound, NotFound, NotReady, VersionNotFound
 
 from . import versions
@@ -62,14 +62,6 @@ def choose_providers(requested: str, available: Sequence[str]) -> list[str]:
 
 def _gpu_present() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -121,7 +113,7 @@ class ModelRuntime:
     @property
     def version_number(self) -> int:
         """TF Serving versions are integers: the registration time in seconds."""
-        return int(self.created)
+        return version_number(self.created)
 
     def load(self) -> None:
         import onnxruntime as ort

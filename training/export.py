@@ -11,7 +11,6 @@ from that store afterwards, by ``training.repository``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.artifacts import file_sha256
 from training.catalog import DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, StoreEntry, store_entries
 
 ONNX_OPSET = 17
@@ -141,7 +141,7 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
     # What serving draws plots from: a classifier's confusion matrix, a VAE's test-set latent means.
     shutil.copy2(run_dir / "evaluation.json", out / "evaluation.json")
 
-    metadata = metadata_for(entry, run, metrics, diff, sha256(out / "model.onnx"))
+    metadata = metadata_for(entry, run, metrics, diff, file_sha256(out / "model.onnx"))
     labels = {
         "task": entry.task,
         "dataset": entry.dataset,
@@ -253,15 +253,6 @@ def _ort_session(path: Path):
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the GPU build warns about missing CUDA on every session
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def register_bentoml(exported: Exported) -> str:

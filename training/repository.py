@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.export import ExportError, sha256
+from contract.artifacts import file_sha256
+from training.export import ExportError
 
 REPOSITORY_LAYOUTS = ("triton", "tfserving")
 TRITON_DTYPES = {
@@ -195,7 +196,7 @@ def _replace_dir(source: Path, target: Path) -> None:
 
 def _check_integrity(model: StoredModel) -> None:
     expected = model.metadata.get("sha256")
-    if expected and sha256(model.path / "model.onnx") != expected:
+    if expected and file_sha256(model.path / "model.onnx") != expected:
         raise RepositoryError(f"{model.tag}: model.onnx does not match its stored sha256; refusing to export it")
 
 

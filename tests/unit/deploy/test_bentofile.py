@@ -24,24 +24,25 @@ def lock_pins() -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("variant", sorted(bento.BENTOFILES))
-def test_bentoml_accepts_the_bentofile(variant: str) -> None:
+@pytest.mark.parametrize("variant", bento.VARIANTS)
+def test_bentoml_accepts_the_bentofile(variant: str, tmp_path: Path) -> None:
     from bentoml._internal.bento.build_config import BentoBuildConfig
 
-    config = BentoBuildConfig.from_file(str(bento.BENTOFILES[variant])).with_defaults()  # unknown keys raise
+    path = bento.write_bentofile(variant, tmp_path)
+    config = BentoBuildConfig.from_file(str(path)).with_defaults()  # unknown keys raise
     assert config.service == "serving.service:DigitsService"
     assert config.python.lock_packages is False
     assert (bento.REPO / config.docker.dockerfile_template).is_file()
     assert config.docker.env["SERVING_HOST"] == "0.0.0.0"
 
 
-@pytest.mark.parametrize("variant", sorted(bento.BENTOFILES))
+@pytest.mark.parametrize("variant", bento.VARIANTS)
 def test_pins_match_requirements_lock(variant: str) -> None:
     lock = lock_pins()
     for name, version in bento.pinned_packages(variant).items():
         # The CPU image uses the CPU build of the same ONNX Runtime release as the lock's GPU build.
         locked = lock.get(name) or (lock.get("onnxruntime-gpu") if name == "onnxruntime" else None)
-        assert locked == version, f"{bento.BENTOFILES[variant].name}: {name}=={version}, requirements.lock has {locked}"
+        assert locked == version, f"{variant}: {name}=={version}, requirements.lock has {locked}"
     import bentoml
 
     assert bentoml.__version__ == lock["bentoml"], "BentoML pins the Bento to the version that builds it"

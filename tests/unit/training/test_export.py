@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.artifacts import file_sha256
 from training import export as export_mod
 from training.catalog import ALL_MODELS, CLASSIFIERS, DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, store_entries
 
@@ -74,7 +75,7 @@ def test_export_of_a_small_trained_model(small_run):
     assert set(metadata) == METADATA_KEYS
     assert json.loads(json.dumps(metadata)) == metadata  # plain JSON types only
     assert 0.0 <= metadata["parity_max_abs_diff"] <= 1e-4
-    assert metadata["sha256"] == export_mod.sha256(directory / "model.onnx")
+    assert metadata["sha256"] == file_sha256(directory / "model.onnx")
     assert metadata["training"] == {"epochs": 1, "seed": 0, "train_size": 512, "test_size": 300, "limit": 512, "profile": "test"}
     assert set(metadata["metrics"]) == METRIC_KEYS["classification"]
 
@@ -193,7 +194,7 @@ def test_stored_model_follows_the_contract(store, entry):
     assert set(metadata["metrics"]) == METRIC_KEYS[entry.task]
     assert all(isinstance(v, float) for v in metadata["metrics"].values())
     assert 0.0 <= metadata["parity_max_abs_diff"] <= 1e-4
-    assert metadata["sha256"] == export_mod.sha256(path / "model.onnx")
+    assert metadata["sha256"] == file_sha256(path / "model.onnx")
     assert set(metadata["training"]) == TRAINING_KEYS and metadata["training"]["profile"] == "test"
     assert model["labels"]["public_name"] == entry.public_name
 
