@@ -255,7 +255,6 @@ class Engine:
     def describe_models(self) -> list[dict[str, Any]]:
         """Every served version: its description, whether unversioned requests go to it (``current``),
         whether it is its task's default model, and the labels that name it."""
-        defaults = {task: self._default_or_none(task) for task in DEFAULT_TASKS}
         current = {rt.key for rt in self.registry.runtimes.values()}
         out = []
         for rt in self.registry.served():
@@ -264,14 +263,17 @@ class Engine:
                 {
                     **rt.describe(),
                     "current": rt.key in current,
-                    "default": rt.key in current and defaults.get(rt.task) == rt.public_name,
+                    "default": self.is_default(rt),
                     "labels": sorted(label for label, v in labels.items() if versions.matches(rt, [v])),
                 }
             )
         return out
 
-    def _default_or_none(self, task: str) -> str | None:
+    def is_default(self, rt: ModelRuntime) -> bool:
+        """Whether requests that name no model of ``rt``'s task go to ``rt`` (never an encoder's)."""
+        if rt.task not in DEFAULT_TASKS or self.registry.runtimes.get(rt.store_name) is not rt:
+            return False
         try:
-            return self.registry.default_name(task)
+            return self.registry.default_name(rt.task) == rt.public_name
         except ServingError:
-            return None
+            return False

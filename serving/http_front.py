@@ -29,13 +29,11 @@ from contract.errors import (
     Forbidden,
     InvalidInput,
     MethodNotAllowed,
-    ModelNotFound,
     NotFound,
     NotReady,
     Overloaded,
     PayloadTooLarge,
     ServingError,
-    VersionNotFound,
     error_body,
     http_status,
 )
@@ -43,7 +41,7 @@ from contract.errors import (
 from . import codec
 from .engine import Engine
 from .lifecycle import Lifecycle
-from .runtime import TASKS, EnsembleRuntime, ModelRuntime
+from .runtime import EnsembleRuntime, ModelRuntime
 
 logger = logging.getLogger("serving.http")
 
@@ -402,16 +400,11 @@ async def models() -> Response:
 
 @api.get("/models/{name}", summary="One model by public name (lstm, vae2) or store name (mnist-lstm): the version requests go to")
 async def model_info(name: ModelName, version: VersionQuery = None) -> Response:
-    entries = current_engine().describe_models()
-    mine = [e for e in entries if name in (e["name"], e["store_name"])]
-    if not mine:
-        raise ModelNotFound(f"unknown model {name[:100]!r}; see GET /v1/models")
-    chosen = [e for e in mine if (e["current"] if version is None else version in (str(e["version_number"]), e["version"], *e["labels"]))]
-    if not chosen:
-        raise VersionNotFound(f"model {name[:100]!r} has no served version {str(version)[:100]!r}")
-    # A shared public name (vae2: decoder and encoder) answers with the decoder, like the v2 protocol.
-    entry = min(chosen, key=lambda e: TASKS.index(e["task"]))
-    served = sorted((e["version_number"] for e in mine if e["store_name"] == entry["store_name"]), reverse=True)
+    engine = current_engine()
+    # The registry's lookup: store name, else public name (vae2: the decoder), then version, tag or label.
+    rt = engine.registry.find(name, version)
+    entry = next(e for e in engine.describe_models() if (e["store_name"], e["version"]) == rt.key)
+    served = sorted((v.version_number for v in engine.registry.versions_of(rt.store_name)), reverse=True)
     return JSON({**entry, "served_versions": served})
 
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from contract.errors import InvalidInput, PayloadTooLarge, ServingError
+from contract.errors import InvalidInput, PayloadTooLarge
 
 from . import codec
 from .engine import Engine
-from .runtime import DEFAULT_TASKS, ModelRuntime
+from .runtime import ModelRuntime
 
 SERVER_NAME = "digits"
 PLATFORM = "onnxruntime_onnx"
@@ -101,15 +101,7 @@ def model_config(engine: Engine, rt: ModelRuntime) -> dict[str, Any]:
     def tensors(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"name": s["name"], "data_type": "TYPE_" + datatype_of(np.dtype(s["dtype"])), "dims": list(s["shape"][1:])} for s in specs]
 
-    try:  # requests that name no model go to a classifier or a decoder, never to an encoder
-        default = (
-            rt.task in DEFAULT_TASKS
-            and engine.registry.default_name(rt.task) == rt.public_name
-            and engine.registry.runtimes[rt.store_name] is rt
-        )
-    except ServingError:
-        default = False
-    parameters = {"task": rt.task, "public_name": rt.public_name, "default": "true" if default else "false"}
+    parameters = {"task": rt.task, "public_name": rt.public_name, "default": "true" if engine.is_default(rt) else "false"}
     return {
         "name": rt.store_name,
         "platform": PLATFORM,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from contract.errors import InvalidInput, PayloadTooLarge, VersionNotFound
 from serving import v2
+from serving.engine import Engine
 from serving.runtime import ModelRuntime, Registry
 from serving.settings import Settings
 
@@ -53,7 +53,7 @@ def runtime(signature: dict) -> ModelRuntime:
 
 
 CLASSIFIER, DECODER, ENCODER = runtime(CLASSIFIER_SIGNATURE), runtime(DECODER_SIGNATURE), runtime(ENCODER_SIGNATURE)
-ENGINE = SimpleNamespace(settings=Settings.from_env({}), registry=Registry([CLASSIFIER, DECODER, ENCODER]))
+ENGINE = Engine(Settings.from_env({}), Registry([CLASSIFIER, DECODER, ENCODER]))
 
 
 def test_models_are_found_by_store_or_public_name_and_version():
