@@ -29,14 +29,16 @@ from typing import Any
 
 import bentoml
 
-from . import drain, openapi, plot_routes, vae_routes
-from .demo_front import demo
-from .engine import Engine
-from .http_front import api
-from .metrics import LATENCY_BUCKETS
-from .middleware import DRAIN, ConnectionRecycle, ErrorShield, HttpMetrics, RequestLimits, RouteFallback, RouteTemplates
+from .core.engine import Engine
+from .core.metrics import LATENCY_BUCKETS
+from .protocols.demo import demo
+from .protocols.oip.rest import api as v2_api
+from .protocols.v1 import plots as plot_routes
+from .protocols.v1 import vae as vae_routes
+from .protocols.v1.app import api
 from .settings import Settings, unknown_env_names
-from .v2_http import api as v2_api
+from .transport import drain, openapi
+from .transport.middleware import DRAIN, ConnectionRecycle, ErrorShield, HttpMetrics, RequestLimits, RouteFallback, RouteTemplates
 
 logger = logging.getLogger("serving.service")
 
@@ -77,7 +79,7 @@ class DigitsService:
         bento = DigitsService.bento  # type: ignore[attr-defined]  # set by @bentoml.service
         pinned = [str(m.tag) for m in bento.info.all_models] if bento is not None else []
         self.engine = Engine.from_store(SETTINGS, pinned)
-        self.grpc: Any = None  # the GrpcFront, when SERVING_GRPC_PORT is not 0
+        self.grpc: Any = None  # the GrpcServer, when SERVING_GRPC_PORT is not 0
         self._grpc_stopped: asyncio.Task[None] | None = None
         self._drained: asyncio.Task[None] | None = None
         # Load before this worker accepts connections: workers share one socket and each has its own
@@ -97,10 +99,11 @@ class DigitsService:
         if self.engine.lifecycle is not None:
             self.engine.lifecycle.start()
         if SETTINGS.grpc_port:
-            from .grpc_front import GrpcFront
+            from .protocols import grpc_services
+            from .transport.grpc import GrpcServer
 
-            self.grpc = GrpcFront(self.engine)
-            await self.grpc.start()
+            self.grpc = GrpcServer(SETTINGS, *grpc_services(self.engine))
+            await self.grpc.start(self.engine.ready)
         loop = asyncio.get_running_loop()
         previous = signal.getsignal(signal.SIGTERM)
 

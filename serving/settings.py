@@ -105,14 +105,14 @@ def _parse_bool(raw: str) -> bool:
 
 
 def _parse_version_policy(raw: str) -> str:
-    from .versions import parse_policies
+    from .core.versions import parse_policies
 
     parse_policies(raw)
     return raw.strip() or "latest"
 
 
 def _parse_version_labels(raw: str) -> str:
-    from .versions import parse_labels
+    from .core.versions import parse_labels
 
     parse_labels(raw)
     return raw.strip()

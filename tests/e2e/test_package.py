@@ -134,8 +134,9 @@ def test_bento_contents(built, trained_store, variant: str) -> None:
     assert {
         "serving/service.py",
         "serving/__main__.py",
-        "serving/grpc_front.py",
-        "serving/engine.py",
+        "serving/transport/grpc.py",
+        "serving/protocols/tfserving/predict.py",
+        "serving/core/engine.py",
         "contract/protos/tensorflow_serving/apis/prediction_service_pb2_grpc.py",
         *bento.DEMO_ASSETS,
     } <= sources

@@ -192,7 +192,7 @@ def test_sigterm_under_load_drains_and_exits_0(trained_store, tmp_path: Path) ->
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     from contract import tensors
-    from serving import codec
+    from serving.protocols import codec
     from training.data import load
 
     split = load("mnist", os.environ.get("DATA_DIR") or str(REPO.parent / "shared" / "datasets"))

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from deploy import crds, manifests
-from serving.metrics import engine_metrics
+from serving.core.metrics import engine_metrics
 from serving.settings import Settings, unknown_env_names
 
 VARIANTS = sorted(manifests.KUSTOMIZATIONS)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from contract.errors import Overloaded
-from serving.batcher import Batcher
+from serving.core.batcher import Batcher
 
 
 class Model:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from contract.errors import InvalidInput, PayloadTooLarge
-from serving import codec
-from serving.codec import (
+from serving.protocols import codec
+from serving.protocols.codec import (
     array_to_npy,
     floats_from_json,
     normalize_pixels,
@@ -261,7 +261,7 @@ def test_codec_does_not_import_tensorflow_for_the_http_path():
     import sys
 
     code = (
-        "import sys, numpy as np; from serving import codec;"
+        "import sys, numpy as np; from serving.protocols import codec;"
         "codec.validate_array(codec.pixels_from_json([[[0]*28]*28]), "
         "{'shape': [-1, 28, 28], 'dtype': 'float32', 'range': [0, 1]}, 'images');"
         "codec.npy_to_array(codec.array_to_npy(np.zeros(3)), 1000);"

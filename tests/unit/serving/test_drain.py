@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from serving import drain
+from serving.transport import drain
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux socket filters and tcp_info")
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from contract.errors import NotFound, Overloaded
-from serving.engine import Engine
-from serving.runtime import EnsembleRuntime, Registry, mean_probabilities
+from serving.core.engine import Engine
+from serving.core.runtime import EnsembleRuntime, Registry, mean_probabilities
 from serving.settings import Settings
 from tests.unit.serving.test_runtime import make_runtime
 

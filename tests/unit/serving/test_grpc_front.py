@@ -15,10 +15,11 @@ import pytest
 from contract import tensors
 from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from loadtests.server import free_port
-from serving.engine import Engine
-from serving.grpc_front import GrpcFront
-from serving.runtime import ModelRuntime, Registry, file_sha256
+from serving.core.engine import Engine
+from serving.core.runtime import ModelRuntime, Registry, file_sha256
+from serving.protocols import grpc_services
 from serving.settings import Settings
+from serving.transport.grpc import GrpcServer
 
 onnx = pytest.importorskip("onnx")
 
@@ -81,8 +82,8 @@ def run(engine: Engine, calls) -> list:
     """Start the front on a fresh loop, run ``calls(stub, channel)``, stop the front."""
 
     async def main() -> list:
-        front = GrpcFront(engine)
-        await front.start()
+        front = GrpcServer(engine.settings, *grpc_services(engine))
+        await front.start(engine.ready)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{engine.settings.grpc_port}") as channel:
                 return await calls(prediction_service_pb2_grpc.PredictionServiceStub(channel), channel)
@@ -164,7 +165,7 @@ def test_classify_is_unimplemented(engine):
 
 def test_serving_modules_never_import_tensorflow():
     code = (
-        "import sys; import serving.service, serving.grpc_front, contract.tensors as c, numpy as np;"
+        "import sys; import serving.service, serving.transport.grpc, contract.tensors as c, numpy as np;"
         "c.tensor_proto_to_array(c.array_to_tensor_proto(np.zeros((2, 3), np.float32)));"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_serving', 'keras')))"
     )

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from serving import codec
-from serving.middleware import (
+from serving.protocols import codec
+from serving.transport.middleware import (
     OTHER,
     ConnectionRecycle,
     Drain,

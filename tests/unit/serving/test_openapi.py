@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from serving import openapi
-from serving.http_front import api
-from serving.v2_http import api as v2_api
+from serving.protocols.oip.rest import api as v2_api
+from serving.protocols.v1.app import api
+from serving.transport import openapi
 
 
 @pytest.fixture(scope="module")

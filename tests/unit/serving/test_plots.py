@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving import plots
+from serving.core import plots
 
 
 def png(data: bytes) -> Image.Image:

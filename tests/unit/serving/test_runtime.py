@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from contract.errors import ModelIntegrityError, ModelNotFound, NotReady, VersionNotFound
-from serving import runtime
-from serving.runtime import ModelRuntime, Registry, choose_providers
+from serving.core import runtime
+from serving.core.runtime import ModelRuntime, Registry, choose_providers
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from contract.errors import InvalidInput, PayloadTooLarge, VersionNotFound
-from serving import v2
-from serving.engine import Engine
-from serving.runtime import ModelRuntime, Registry
+from serving.core.engine import Engine
+from serving.core.runtime import ModelRuntime, Registry
+from serving.protocols.oip import common as v2
 from serving.settings import Settings
 
 CLASSIFIER_SIGNATURE = {

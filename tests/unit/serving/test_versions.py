@@ -1,4 +1,4 @@
-"""serving.versions (policies, labels, resolution) and the control overlay of serving.lifecycle."""
+"""serving.core.versions (policies, labels, resolution) and the control overlay of serving.core.lifecycle."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from serving import versions
-from serving.lifecycle import Control, Stored
+from serving.core import versions
+from serving.core.lifecycle import Control, Stored
 from serving.settings import Settings
 
 

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from contract.errors import InvalidInput
+from serving.core import plots
 
-from . import plots
-from .http_front import VersionQuery, _csv, _model_headers, current_engine
-from .vae_routes import encoder_for
+from .app import VersionQuery, _csv, _model_headers, current_engine
+from .vae import encoder_for
 
 router = APIRouter()
 PNG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}

@@ -24,13 +24,13 @@ import numpy as np
 
 from contract import images
 from contract.errors import NotReady, ServingError
+from serving.settings import Settings
 
 from . import plots, versions
 from .batcher import Batcher
 from .lifecycle import Lifecycle
 from .metrics import EngineMetrics, engine_metrics
 from .runtime import DEFAULT_TASKS, EnsembleRuntime, ModelRuntime, Registry, mean_probabilities
-from .settings import Settings
 
 logger = logging.getLogger("serving.engine")
 

@@ -17,11 +17,11 @@ import numpy as np
 from contract.errors import Forbidden, InvalidInput, Unimplemented
 from contract.protos.inference import grpc_service_pb2 as pb
 from contract.protos.inference import model_config_pb2
+from serving.core.engine import Engine
+from serving.core.lifecycle import Lifecycle
+from serving.transport.grpc import guarded_handler, unimplemented_handler
 
-from . import v2
-from .engine import Engine
-from .grpc_front import guarded_handler, unimplemented_handler
-from .lifecycle import Lifecycle
+from . import common as v2
 
 SERVICE = "inference.GRPCInferenceService"
 

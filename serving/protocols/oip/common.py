@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 
 from contract.errors import InvalidInput, PayloadTooLarge
-
-from . import codec
-from .engine import Engine
-from .runtime import ModelRuntime
+from serving.core.engine import Engine
+from serving.core.runtime import ModelRuntime
+from serving.protocols import codec
 
 SERVER_NAME = "digits"
 PLATFORM = "onnxruntime_onnx"

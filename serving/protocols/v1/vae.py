@@ -20,11 +20,11 @@ from starlette.exceptions import HTTPException
 
 from contract import images
 from contract.errors import InvalidInput, ModelNotFound, UnsupportedMediaType
+from serving.core.engine import Engine
+from serving.core.runtime import ModelRuntime
+from serving.protocols import codec
 
-from . import codec
-from .engine import Engine
-from .http_front import JSON, _model_headers, current_engine, parse_json, until_disconnect
-from .runtime import ModelRuntime
+from .app import JSON, _model_headers, current_engine, parse_json, until_disconnect
 
 router = APIRouter()
 

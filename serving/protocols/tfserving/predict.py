@@ -1,40 +1,30 @@
-"""TensorFlow Serving compatible gRPC front: PredictionService, grpc.health.v1 and reflection.
+"""TensorFlow Serving's gRPC API: ``tensorflow.serving.PredictionService`` over the engine; it only translates.
 
-A ``grpc.aio`` server on the worker's own event loop, calling the same engine as the HTTP
-routes (so gRPC and HTTP requests share batches). Every worker binds the same port;
-gRPC sets ``SO_REUSEPORT`` on Linux, so the kernel spreads connections over the workers.
-It only translates: TensorProto -> validated float32 rows -> ``engine.infer`` -> TensorProto.
-The messages come from the protos generated into ``contract.protos``: no TensorFlow here.
+TensorProto -> rows -> ``engine.infer`` -> TensorProto. The messages come from the protos generated
+into ``contract.protos``: no TensorFlow here. Served by the worker's gRPC server
+(:mod:`serving.transport.grpc`) next to v2's GRPCInferenceService, so calls share batches with every protocol.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
 from contract import tensors
-from contract.errors import InvalidInput, PayloadTooLarge, ServingError, Unimplemented, error_message, grpc_code
+from contract.errors import InvalidInput, PayloadTooLarge, Unimplemented
 from contract.protos.tensorflow.core.framework import tensor_shape_pb2
 from contract.protos.tensorflow.core.protobuf import meta_graph_pb2
 from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
-
-from . import codec
-from .engine import Engine
-from .runtime import ModelRuntime
-
-logger = logging.getLogger("serving.grpc")
+from serving.core.engine import Engine
+from serving.core.runtime import ModelRuntime
+from serving.protocols import codec
+from serving.transport.grpc import Handler, guarded_handler, unimplemented_handler
 
 SERVICE = "tensorflow.serving.PredictionService"
 SIGNATURE_NAME = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
-HEALTH_SERVICES = ("", SERVICE, "inference.GRPCInferenceService")
-
-Handler = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 
 
 class PredictionServicer:
@@ -106,38 +96,6 @@ class PredictionServicer:
         return grpc.method_handlers_generic_handler(SERVICE, table)
 
 
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
-
-
-def guarded_handler(fn: Handler, request_cls: Any) -> grpc.RpcMethodHandler:
-    """A unary handler that parses the request itself (undecodable bytes are INVALID_ARGUMENT) and maps errors to codes."""
-
-    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            try:
-                request = request_cls.FromString(raw)
-            except DecodeError as e:
-                raise InvalidInput(f"the request is not a valid {request_cls.DESCRIPTOR.full_name} message") from e
-            return await fn(request, context)
-        except ServingError as e:
-            await abort(context, e)
-        except Exception as e:  # a fault of ours: generic message out, traceback to the log
-            logger.exception("gRPC %s failed", request_cls.DESCRIPTOR.name)
-            await abort(context, e)
-
-    return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_serialize)
-
-
-def unimplemented_handler(error: Unimplemented) -> grpc.RpcMethodHandler:
-    """A unary handler that answers UNIMPLEMENTED with ``error``'s message."""
-
-    async def handle(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        await abort(context, error)
-
-    return grpc.unary_unary_rpc_method_handler(handle)
-
-
 def _fill_spec(spec: Any, rt: ModelRuntime) -> None:
     spec.name = rt.store_name
     spec.version.value = rt.version_number
@@ -162,62 +120,3 @@ def signature_def_map(signature: dict[str, Any]) -> get_model_metadata_pb2.Signa
     result = get_model_metadata_pb2.SignatureDefMap()
     result.signature_def[SIGNATURE_NAME].CopyFrom(sig)
     return result
-
-
-async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-    await context.abort(grpc_code(exc), error_message(exc))
-
-
-class GrpcFront:
-    """The worker's grpc.aio server: PredictionService + health + reflection on one port."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.settings = engine.settings
-        self.server: grpc.aio.Server | None = None
-        self.health: Any = None
-
-    async def start(self) -> None:
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-        from grpc_reflection.v1alpha import reflection
-
-        limit = self.settings.grpc_max_message_bytes
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 1),  # every worker binds the port; the kernel spreads connections
-            ],
-        )
-        from .v2_grpc import SERVICE as V2_SERVICE
-        from .v2_grpc import InferenceServicer
-
-        server.add_generic_rpc_handlers((PredictionServicer(self.engine).handlers(), InferenceServicer(self.engine).handlers()))
-        self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (SERVICE, V2_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-        )
-        address = f"{self.settings.host}:{self.settings.grpc_port}"
-        if server.add_insecure_port(address) == 0:
-            raise RuntimeError(f"cannot bind gRPC to {address}")
-        await server.start()
-        self.server = server
-        await self.set_serving(self.engine.ready)
-        logger.info("gRPC PredictionService and GRPCInferenceService on %s", address)
-
-    async def set_serving(self, serving: bool) -> None:
-        from grpc_health.v1 import health_pb2
-
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in HEALTH_SERVICES:
-            await self.health.set(name, status)
-
-    async def stop(self, grace: float) -> None:
-        """NOT_SERVING, stop accepting calls, finish those in flight (at most ``grace`` seconds)."""
-        if self.server is None:
-            return
-        server, self.server = self.server, None
-        await self.set_serving(False)
-        await server.stop(grace)
-        logger.info("gRPC stopped")

@@ -22,12 +22,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
 from contract.errors import Forbidden, InvalidInput, ServingError, error_message, http_status
+from serving.core.engine import Engine
+from serving.core.lifecycle import Lifecycle
+from serving.core.runtime import ModelRuntime
+from serving.protocols import codec
+from serving.protocols.v1.app import JSON, JSON_SLACK, RETRY_AFTER_S, current_engine, invalid_request, until_disconnect
 
-from . import codec, v2
-from .engine import Engine
-from .http_front import JSON, JSON_SLACK, RETRY_AFTER_S, current_engine, invalid_request, until_disconnect
-from .lifecycle import Lifecycle
-from .runtime import ModelRuntime
+from . import common as v2
 
 logger = logging.getLogger("serving.v2")
 

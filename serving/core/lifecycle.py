@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from contract.artifacts import read_signature, version_number
 from contract.errors import Forbidden, InvalidInput, ModelIntegrityError, ModelNotFound, VersionNotFound
+from serving.settings import Settings
 
 from . import versions
 from .runtime import EnsembleRuntime, ModelRuntime, Registry, available_providers, choose_providers
-from .settings import Settings
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -37,11 +37,10 @@ from contract.errors import (
     error_body,
     http_status,
 )
-
-from . import codec
-from .engine import Engine
-from .lifecycle import Lifecycle
-from .runtime import EnsembleRuntime, ModelRuntime
+from serving.core.engine import Engine
+from serving.core.lifecycle import Lifecycle
+from serving.core.runtime import EnsembleRuntime, ModelRuntime
+from serving.protocols import codec
 
 logger = logging.getLogger("serving.http")
 
