@@ -51,7 +51,13 @@ def tf_dtype(name: str) -> int:
         raise ServingError(f"dtype {name!r} has no TensorFlow DataType this server supports") from e
 
 
-def _dtype_name(dt: int) -> str:
+def numpy_dtype(dt: int) -> np.dtype[Any] | None:
+    """The numpy dtype of a ``types_pb2.DataType`` (None for the ones this module does not read)."""
+    entry = _dtype_tables()[0].get(dt)
+    return entry[0] if entry else None
+
+
+def dtype_name(dt: int) -> str:
     from .protos.tensorflow.core.framework import types_pb2
 
     try:
@@ -60,19 +66,20 @@ def _dtype_name(dt: int) -> str:
         return f"unknown DataType {dt}"
 
 
-def tensor_proto_to_array(proto: Any, max_elements: int | None = None) -> np.ndarray:
+def tensor_proto_to_array(proto: Any, max_elements: int | None = None, fit: bool = True) -> np.ndarray:
     """A ``tensorflow.TensorProto`` as a numpy array, with ``tf.make_ndarray``'s semantics.
 
     Reads ``tensor_content`` when present (zero-copy, read-only), otherwise the typed
     ``*_val`` field; a shorter ``*_val`` list is padded with its last value (so one value
     broadcasts to the whole shape) and an empty one means zeros. Raises InvalidInput for
-    unsupported dtypes and size mismatches, PayloadTooLarge over ``max_elements``.
+    unsupported dtypes and size mismatches, PayloadTooLarge over ``max_elements``. With ``fit``
+    False, integer ``*_val`` values come back as int64 for the caller to check against the dtype.
     """
     to_numpy, _ = _dtype_tables()
     entry = to_numpy.get(proto.dtype)
     if entry is None:
         raise InvalidInput(
-            f"tensor dtype {_dtype_name(proto.dtype)} is not supported; send DT_FLOAT (or another real numeric / bool dtype)"
+            f"tensor dtype {dtype_name(proto.dtype)} is not supported; send DT_FLOAT (or another real numeric / bool dtype)"
         )
     dtype, field = entry
     if proto.tensor_shape.unknown_rank:
@@ -90,7 +97,7 @@ def tensor_proto_to_array(proto: Any, max_elements: int | None = None) -> np.nda
         if len(content) != count * dtype.itemsize:
             raise InvalidInput(
                 f"tensor_content has {len(content)} bytes, but shape {list(shape)} of "
-                f"{_dtype_name(proto.dtype)} needs {count * dtype.itemsize}"
+                f"{dtype_name(proto.dtype)} needs {count * dtype.itemsize}"
             )
         # TF writes tensor_content in host order, little-endian on every platform it ships for.
         return np.frombuffer(content, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
@@ -108,6 +115,8 @@ def tensor_proto_to_array(proto: Any, max_elements: int | None = None) -> np.nda
         flat = np.fromiter(values, dtype=np.bool_, count=n)
     elif dtype.kind in "iu":
         wide = np.fromiter(values, dtype=np.uint64 if dtype == np.uint64 else np.int64, count=n)
+        if not fit:
+            return (np.pad(wide, (0, count - n), mode="edge") if n < count else wide).reshape(shape)
         info = np.iinfo(dtype)
         if wide.min() < info.min or wide.max() > info.max:
             raise InvalidInput(f"{field} values range {wide.min()}..{wide.max()}, outside {dtype} ({info.min}..{info.max})")

@@ -29,25 +29,21 @@ from typing import Any
 
 import bentoml
 
+from .core.dataplane import DataPlane
 from .core.engine import Engine
 from .core.metrics import LATENCY_BUCKETS
+from .protocols import grpc_services
 from .protocols.demo import demo
 from .protocols.oip.rest import api as v2_api
-from .protocols.v1 import plots as plot_routes
-from .protocols.v1 import vae as vae_routes
 from .protocols.v1.app import api
 from .settings import Settings, unknown_env_names
-from .transport import drain, openapi
+from .transport import drain, http, openapi
 from .transport.middleware import DRAIN, ConnectionRecycle, ErrorShield, HttpMetrics, RequestLimits, RouteFallback, RouteTemplates
 
 logger = logging.getLogger("serving.service")
 
 # Read once at start-up: BentoML needs the worker count and ports when the class is defined.
 SETTINGS = Settings.from_env()
-
-# /v1 beyond classify and generate: encode, reconstruct, interpolate, plots (their own modules, the same app).
-api.include_router(vae_routes.router)
-api.include_router(plot_routes.router)
 
 
 @bentoml.asgi_app(demo, path="/demo")
@@ -79,6 +75,9 @@ class DigitsService:
         bento = DigitsService.bento  # type: ignore[attr-defined]  # set by @bentoml.service
         pinned = [str(m.tag) for m in bento.info.all_models] if bento is not None else []
         self.engine = Engine.from_store(SETTINGS, pinned)
+        self.dataplane = DataPlane(self.engine)
+        for app in (api, v2_api):
+            http.attach(app, self.dataplane)
         self.grpc: Any = None  # the GrpcServer, when SERVING_GRPC_PORT is not 0
         self._grpc_stopped: asyncio.Task[None] | None = None
         self._drained: asyncio.Task[None] | None = None
@@ -99,10 +98,9 @@ class DigitsService:
         if self.engine.lifecycle is not None:
             self.engine.lifecycle.start()
         if SETTINGS.grpc_port:
-            from .protocols import grpc_services
             from .transport.grpc import GrpcServer
 
-            self.grpc = GrpcServer(SETTINGS, *grpc_services(self.engine))
+            self.grpc = GrpcServer(SETTINGS, *grpc_services(self.dataplane))
             await self.grpc.start(self.engine.ready)
         loop = asyncio.get_running_loop()
         previous = signal.getsignal(signal.SIGTERM)

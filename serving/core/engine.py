@@ -28,18 +28,14 @@ from serving.settings import Settings
 
 from . import plots, versions
 from .batcher import Batcher
+from .kinds import Decoder
 from .lifecycle import Lifecycle
 from .metrics import EngineMetrics, engine_metrics
-from .runtime import DEFAULT_TASKS, EnsembleRuntime, ModelRuntime, Registry, mean_probabilities
+from .registry import Registry
+from .runtime import EnsembleRuntime, ModelRuntime, mean_probabilities
 
 logger = logging.getLogger("serving.engine")
 
-# Rows per ONNX Runtime call for requests that already are batches. ORT's arena keeps its peak
-# for the life of the session, so chunks are sized for memory as much as speed (measured on the
-# test store, 2 cores): the LSTM runs 60k images/s at 256 rows (+33 MB arena) and 56k at 1,024
-# (+137 MB); both decoders render the 30x30 manifold as fast in chunks of 16 rows (+17 MB) as of
-# 64 (+77 MB).
-DIRECT_CHUNK_ROWS = {"classification": 256, "generation": 16, "encoding": 256}
 DEFAULT_MANIFOLD = (30, 2.0, (0, 1), None)
 
 
@@ -101,7 +97,7 @@ class Engine:
             if isinstance(rt, EnsembleRuntime):
                 continue  # its members' batchers serve it
             self.batchers[rt.key] = self._batcher(rt)
-            if rt.task == "generation":
+            if rt.kind is Decoder:
                 self.render_manifold(rt, *DEFAULT_MANIFOLD)
         self.warm = True
         logger.info("ready: %d model versions in %.1fs", len(self.batchers), time.monotonic() - self.started)
@@ -118,7 +114,7 @@ class Engine:
 
     async def add(self, rt: ModelRuntime) -> None:
         """Start routing requests to a loaded and warmed version (its default manifold rendered first)."""
-        if rt.task == "generation":
+        if rt.kind is Decoder:
             await asyncio.to_thread(self.render_manifold, rt, *DEFAULT_MANIFOLD)
         if not isinstance(rt, EnsembleRuntime):  # an ensemble runs on its members' batchers
             self.batchers[rt.key] = self._batcher(rt)
@@ -148,14 +144,6 @@ class Engine:
         )
 
     # ------------------------------------------------------------ models
-
-    def model(self, task: str, name: str | None, version: str | None = None) -> ModelRuntime:
-        """A ready runtime by public name (``lstm``) or store name (``mnist-lstm``); None = the task's default.
-        ``version``: a number, tag or label; None = the ``stable`` label if set, else the newest served."""
-        return self.registry.get(task, name, version)
-
-    def by_store_name(self, store_name: str, version: str | None = None) -> ModelRuntime:
-        return self.registry.by_store_name(store_name, version)
 
     # ------------------------------------------------------------ inference
 
@@ -194,7 +182,7 @@ class Engine:
     def predict_direct(self, rt: ModelRuntime, rows: np.ndarray) -> np.ndarray:
         if isinstance(rt, EnsembleRuntime):
             return mean_probabilities([self.predict_direct(member, rows) for member in rt.members])
-        chunk = DIRECT_CHUNK_ROWS[rt.task]
+        chunk = rt.kind.chunk_rows
         return np.concatenate([self._run(rt, rows[i : i + chunk])[0] for i in range(0, len(rows), chunk)])
 
     def _run(self, rt: ModelRuntime, rows: np.ndarray) -> list[np.ndarray]:
@@ -271,7 +259,7 @@ class Engine:
 
     def is_default(self, rt: ModelRuntime) -> bool:
         """Whether requests that name no model of ``rt``'s task go to ``rt`` (never an encoder's)."""
-        if rt.task not in DEFAULT_TASKS or self.registry.runtimes.get(rt.store_name) is not rt:
+        if not rt.kind.has_default or self.registry.runtimes.get(rt.store_name) is not rt:
             return False
         try:
             return self.registry.default_name(rt.task) == rt.public_name

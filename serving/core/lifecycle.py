@@ -34,7 +34,8 @@ from contract.errors import Forbidden, InvalidInput, ModelIntegrityError, ModelN
 from serving.settings import Settings
 
 from . import versions
-from .runtime import EnsembleRuntime, ModelRuntime, Registry, available_providers, choose_providers
+from .registry import Registry
+from .runtime import EnsembleRuntime, ModelRuntime, available_providers, choose_providers
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -311,7 +312,7 @@ class Lifecycle:
             raise InvalidInput(f"a label must not be a number: {label!r}")
         rt = self.engine.registry.find(name)
         if version is not None:
-            self.engine.registry.by_store_name(rt.store_name, version)  # must be served
+            self.engine.registry.find(rt.store_name, version)  # must be served
         with self._edit_control() as control:
             control.labels.setdefault(rt.store_name, {})[label] = version or ""
         await self.sync()

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-ASSETS = Path(__file__).resolve().parent / "demo"
+ASSETS = Path(__file__).resolve().parents[1] / "demo"  # serving/demo/
 FILES = {
     "index.html": "text/html; charset=utf-8",
     "demo.js": "text/javascript; charset=utf-8",

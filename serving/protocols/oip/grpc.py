@@ -1,7 +1,7 @@
 """Open Inference Protocol (KServe v2 / Triton) over gRPC: ``inference.GRPCInferenceService``; it only translates.
 
 Served by the worker's ``grpc.aio`` server next to TF Serving's PredictionService (see
-:mod:`serving.grpc_front`), on the same engine, so v2 calls share batches with every other
+:mod:`serving.transport.grpc`), on the same data plane, so v2 calls share batches with every other
 protocol. Inputs come as typed ``contents`` or ``raw_input_contents``; outputs go back as
 ``raw_output_contents``, as Triton answers. Messages are generated from Triton's
 ``grpc_service.proto`` into ``contract.protos.inference`` (byte-identical to tritonclient's).
@@ -17,8 +17,10 @@ import numpy as np
 from contract.errors import Forbidden, InvalidInput, Unimplemented
 from contract.protos.inference import grpc_service_pb2 as pb
 from contract.protos.inference import model_config_pb2
-from serving.core.engine import Engine
+from serving.core.dataplane import DataPlane
 from serving.core.lifecycle import Lifecycle
+from serving.core.request import InferRequest, Output, Tensor
+from serving.core.runtime import ModelRuntime
 from serving.transport.grpc import guarded_handler, unimplemented_handler
 
 from . import common as v2
@@ -43,10 +45,14 @@ _CONTENTS_FIELD = {
 
 
 class InferenceServicer:
-    """inference.GRPCInferenceService over the engine."""
+    """inference.GRPCInferenceService over the data plane."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+        self.engine = plane.engine
+
+    def _model(self, name: str, version: str) -> ModelRuntime:
+        return self.plane.model(name, version or None)
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -55,14 +61,14 @@ class InferenceServicer:
         return pb.ServerReadyResponse(ready=self.engine.ready)
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext) -> Any:
-        v2.find_model(self.engine, request.name, request.version)
+        self._model(request.name, request.version)
         return pb.ModelReadyResponse(ready=True)
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext) -> Any:
         return pb.ServerMetadataResponse(**v2.server_metadata())
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext) -> Any:
-        meta = v2.model_metadata(self.engine, v2.find_model(self.engine, request.name, request.version))
+        meta = v2.model_metadata(self.plane, self._model(request.name, request.version))
         return pb.ModelMetadataResponse(
             name=meta["name"],
             versions=meta["versions"],
@@ -72,8 +78,8 @@ class InferenceServicer:
         )
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext) -> Any:
-        rt = v2.find_model(self.engine, request.name, request.version)
-        config = v2.model_config(self.engine, rt)
+        rt = self._model(request.name, request.version)
+        config = v2.model_config(self.plane, rt)
         message = model_config_pb2.ModelConfig(
             name=config["name"],
             platform=config["platform"],
@@ -87,34 +93,34 @@ class InferenceServicer:
         return pb.ModelConfigResponse(config=message)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
-        engine = self.engine
-        rt = v2.find_model(engine, request.model_name, request.model_version)
-        if len(request.inputs) != 1:
-            raise InvalidInput(f"model {rt.store_name} takes one input {rt.input_spec['name']!r}, got {len(request.inputs)}")
-        (tensor,) = request.inputs
-        dtype, shape = v2.check_input_header(engine, rt, tensor.name, tensor.datatype, list(tensor.shape))
         raw = request.raw_input_contents
-        if raw:
-            if len(raw) != 1:
-                raise InvalidInput(f"raw_input_contents has {len(raw)} entries for 1 input")
-            if tensor.HasField("contents"):
-                raise InvalidInput(f"input {tensor.name!r} has both contents and raw_input_contents; send one")
-            arr = v2.array_from_bytes(tensor.name, dtype, shape, raw[0])
-        else:
-            values = getattr(tensor.contents, _CONTENTS_FIELD[tensor.datatype])
+        if raw and len(raw) != len(request.inputs):
+            raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs")
+        tensors = []
+        for i, tensor in enumerate(request.inputs):
+            if raw:
+                if tensor.HasField("contents"):
+                    raise InvalidInput(f"input {tensor.name!r} has both contents and raw_input_contents; send one")
+                tensors.append(v2.raw_tensor(tensor.name, tensor.datatype, list(tensor.shape), raw[i]))
+                continue
+            field = _CONTENTS_FIELD.get(tensor.datatype)
+            values = getattr(tensor.contents, field) if field else None
             if not values:
                 raise InvalidInput(
-                    f"input {tensor.name!r} has no data: send contents.{_CONTENTS_FIELD[tensor.datatype]} or raw_input_contents"
+                    f"input {tensor.name!r} has no data: send contents.{field or '<datatype>_contents'} or raw_input_contents"
                 )
-            arr = v2.shaped(tensor.name, dtype, shape, np.asarray(values))
-        rows = v2.to_rows(rt, tensor.name, arr)
-        outputs = v2.check_outputs(rt, [_requested(o) for o in request.outputs] or None)
-        arrays = await v2.infer(engine, rt, rows)
+            tensors.append(Tensor(tensor.name, tensor.datatype, tuple(tensor.shape), np.asarray(values)))
+        outputs = [_requested(o) for o in request.outputs] or None
+        answer = await self.plane.infer(
+            InferRequest(tensors, request.model_name, request.model_version or None, outputs=outputs, id=request.id)
+        )
+        rt = answer.model
         response = pb.ModelInferResponse(model_name=rt.store_name, model_version=str(rt.version_number), id=request.id)
-        for out in outputs:
-            datatype, arr = v2.output_array(rt, out, arrays)
+        for out in answer.requested:
+            arr = answer.outputs[out.name]
+            datatype, data = v2.raw_bytes(arr)
             response.outputs.add(name=out.name, datatype=datatype, shape=arr.shape)
-            response.raw_output_contents.append(v2.raw_bytes(datatype, arr))
+            response.raw_output_contents.append(data)
         return response
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> Any:
@@ -171,6 +177,6 @@ def _version_parameter(parameters: Any) -> str:
     return str(getattr(value, which))
 
 
-def _requested(out: Any) -> v2.Output:
+def _requested(out: Any) -> Output:
     classes = out.parameters["classification"].int64_param if "classification" in out.parameters else 0
-    return v2.Output(out.name, int(classes))
+    return Output(out.name, int(classes))

@@ -13,13 +13,13 @@ from typing import Any
 import grpc
 
 from contract import tensors
-from contract.errors import InvalidInput, PayloadTooLarge, Unimplemented
+from contract.errors import InvalidInput, Unimplemented
 from contract.protos.tensorflow.core.framework import tensor_shape_pb2
 from contract.protos.tensorflow.core.protobuf import meta_graph_pb2
 from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
-from serving.core.engine import Engine
+from serving.core.dataplane import DataPlane
+from serving.core.request import InferRequest, Output, Tensor, datatype_of
 from serving.core.runtime import ModelRuntime
-from serving.protocols import codec
 from serving.transport.grpc import Handler, guarded_handler, unimplemented_handler
 
 SERVICE = "tensorflow.serving.PredictionService"
@@ -28,61 +28,46 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 
 
 class PredictionServicer:
-    """tensorflow.serving.PredictionService over the engine."""
+    """tensorflow.serving.PredictionService over the data plane."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.settings = engine.settings
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> Any:
-        rt = self._model(request.model_spec)
-        spec = rt.input_spec
-        keys = set(request.inputs.keys())
-        if keys != {spec["name"]}:
-            raise InvalidInput(f"model {rt.store_name} takes exactly one input {spec['name']!r}, got {sorted(keys)}")
-        # Bound the tensor by the per-request row limit before anything is allocated.
-        tensor = request.inputs[spec["name"]]
-        limit = self.settings.max_images_per_request
-        if tensor.tensor_shape.dim and tensor.tensor_shape.dim[0].size > limit:
-            raise PayloadTooLarge(f"at most {limit} {spec['name']} rows per request, got {tensor.tensor_shape.dim[0].size}")
-        arr = tensors.tensor_proto_to_array(tensor, limit * math.prod(rt.row_shape))
-        rows = codec.validate_array(arr, spec, spec["name"])
-        codec.check_rows(rows, self.settings.max_images_per_request, spec["name"])
-        known = rt.output_names
-        wanted = list(request.output_filter) or known
-        unknown = [w for w in wanted if w not in known]
-        if unknown:
-            raise InvalidInput(f"output_filter names unknown outputs {unknown}; outputs are {known}")
-        outputs = dict(zip(known, await self.engine.infer(rt, rows)))
+        model, version = self._model_ref(request.model_spec)
+        inputs = [_tensor(name, proto) for name, proto in request.inputs.items()]
+        wanted = [Output(name) for name in request.output_filter] or None
+        answer = await self.plane.infer(InferRequest(inputs, model, version, outputs=wanted))
         response = predict_pb2.PredictResponse()
-        _fill_spec(response.model_spec, rt)
-        for name in wanted:
-            response.outputs[name].CopyFrom(tensors.array_to_tensor_proto(outputs[name]))
+        _fill_spec(response.model_spec, answer.model)
+        for name, arr in answer.outputs.items():
+            response.outputs[name].CopyFrom(tensors.array_to_tensor_proto(arr))
         return response
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext) -> Any:
         fields = list(request.metadata_field)
         if fields != ["signature_def"]:
             raise InvalidInput(f"metadata_field must be ['signature_def'], got {fields}")
-        rt = self._model(request.model_spec)
+        rt = self.plane.model(*self._model_ref(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         _fill_spec(response.model_spec, rt)
         response.metadata["signature_def"].Pack(signature_def_map(rt.signature))
         return response
 
-    def _model(self, model_spec: Any) -> ModelRuntime:
+    @staticmethod
+    def _model_ref(model_spec: Any) -> tuple[str, str | None]:
+        """(name, version or label) of a ModelSpec; the signature must be the one models offer."""
         if model_spec.signature_name not in ("", SIGNATURE_NAME):
             raise InvalidInput(f"unknown signature {model_spec.signature_name!r}; models offer {SIGNATURE_NAME!r}")
         choice = model_spec.WhichOneof("version_choice")
         if choice == "version":
-            version: str | None = str(model_spec.version.value)
-        elif choice == "version_label":
-            version = model_spec.version_label
-            if not version or version.isdigit():
-                raise InvalidInput(f"version_label must be a label such as 'stable', got {version[:100]!r}")
-        else:
-            version = None
-        return self.engine.registry.find(model_spec.name, version)
+            return model_spec.name, str(model_spec.version.value)
+        if choice == "version_label":
+            label = model_spec.version_label
+            if not label or label.isdigit():
+                raise InvalidInput(f"version_label must be a label such as 'stable', got {label[:100]!r}")
+            return model_spec.name, label
+        return model_spec.name, None
 
     def handlers(self) -> grpc.GenericRpcHandler:
         """The service's method handlers; requests are parsed here so undecodable bytes are INVALID_ARGUMENT."""
@@ -120,3 +105,13 @@ def signature_def_map(signature: dict[str, Any]) -> get_model_metadata_pb2.Signa
     result = get_model_metadata_pb2.SignatureDefMap()
     result.signature_def[SIGNATURE_NAME].CopyFrom(sig)
     return result
+
+
+def _tensor(name: str, proto: Any) -> Tensor:
+    """A TensorProto as the data plane's tensor: its DataType as a datatype name, decoded once the header passed."""
+    dtype = tensors.numpy_dtype(proto.dtype)
+    datatype = datatype_of(dtype) if dtype is not None else tensors.dtype_name(proto.dtype)
+    if proto.tensor_shape.unknown_rank:
+        raise InvalidInput(f"input {name!r}: tensor shape has unknown rank; send a fully defined shape")
+    shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
+    return Tensor(name, datatype, shape, lambda: tensors.tensor_proto_to_array(proto, math.prod(shape), fit=False))

@@ -11,7 +11,8 @@ import pytest
 
 from contract.errors import NotFound, Overloaded
 from serving.core.engine import Engine
-from serving.core.runtime import EnsembleRuntime, Registry, mean_probabilities
+from serving.core.registry import Registry
+from serving.core.runtime import EnsembleRuntime, mean_probabilities
 from serving.settings import Settings
 from tests.unit.serving.test_runtime import make_runtime
 
@@ -61,7 +62,7 @@ def test_the_ensemble_is_never_the_implicit_default_but_answers_to_its_public_na
     assert Registry([*members, ensemble], default_classifier="ensemble").default_name("classification") == "ensemble"
     assert registry.get("classification", "ensemble") is ensemble
     # TF-Serving clients name models by store name; the ensemble also answers to "ensemble".
-    assert registry.by_store_name("mnist-ensemble") is ensemble and registry.find("ensemble") is ensemble
+    assert registry.find("mnist-ensemble") is ensemble and registry.find("ensemble") is ensemble
 
 
 def test_a_model_without_recorded_evaluation_says_to_rebuild(tmp_path):

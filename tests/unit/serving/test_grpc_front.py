@@ -15,8 +15,10 @@ import pytest
 from contract import tensors
 from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from loadtests.server import free_port
+from serving.core.dataplane import DataPlane
 from serving.core.engine import Engine
-from serving.core.runtime import ModelRuntime, Registry, file_sha256
+from serving.core.registry import Registry
+from serving.core.runtime import ModelRuntime, file_sha256
 from serving.protocols import grpc_services
 from serving.settings import Settings
 from serving.transport.grpc import GrpcServer
@@ -82,7 +84,7 @@ def run(engine: Engine, calls) -> list:
     """Start the front on a fresh loop, run ``calls(stub, channel)``, stop the front."""
 
     async def main() -> list:
-        front = GrpcServer(engine.settings, *grpc_services(engine))
+        front = GrpcServer(engine.settings, *grpc_services(DataPlane(engine)))
         await front.start(engine.ready)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{engine.settings.grpc_port}") as channel:
@@ -131,8 +133,8 @@ def test_metadata_is_the_signature(engine):
     [
         (lambda: request(np.zeros((1, 28, 28), np.float32), name="nope"), grpc.StatusCode.NOT_FOUND, "unknown model"),
         (lambda: request(np.zeros((1, 27, 28), np.float32)), grpc.StatusCode.INVALID_ARGUMENT, "shape"),
-        (lambda: request(np.full((1, 28, 28), 2.0, np.float32)), grpc.StatusCode.INVALID_ARGUMENT, "within [0.0, 1.0]"),
-        (lambda: request(np.zeros((9, 28, 28), np.float32)), grpc.StatusCode.RESOURCE_EXHAUSTED, "at most 8 images rows"),
+        (lambda: request(np.full((1, 28, 28), 2.0, np.float32)), grpc.StatusCode.INVALID_ARGUMENT, "within [0, 1]"),
+        (lambda: request(np.zeros((9, 28, 28), np.float32)), grpc.StatusCode.RESOURCE_EXHAUSTED, "at most 8 images per request"),
         (lambda: b"\x0a\xff\xff", grpc.StatusCode.INVALID_ARGUMENT, "PredictRequest"),
     ],
 )

@@ -8,7 +8,8 @@ import pytest
 
 from contract.errors import ModelIntegrityError, ModelNotFound, NotReady, VersionNotFound
 from serving.core import runtime
-from serving.core.runtime import ModelRuntime, Registry, choose_providers
+from serving.core.registry import Registry
+from serving.core.runtime import ModelRuntime, choose_providers
 
 ALL = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -128,7 +129,7 @@ def test_registry_serves_versions_side_by_side_with_labels(tmp_path):
     assert [rt.version for rt in registry.served()] == ["v2", "v1"]
     registry.labels = {"mnist-a": {"stable": "100"}}
     assert registry.get("classification", "a") is old and registry.runtimes["mnist-a"] is old
-    assert registry.by_store_name("mnist-a", "stable") is old
+    assert registry.find("mnist-a", "stable") is old
     with pytest.raises(VersionNotFound, match="serving 200, 100; labels stable=100"):
         registry.get("classification", "a", "canary")
     registry.remove(old)

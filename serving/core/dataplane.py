@@ -1,0 +1,138 @@
+"""The data plane: every protocol's requests are decided here, once.
+
+A front hands over an :class:`~serving.core.request.InferRequest`; the data plane resolves the model
+(public or store name, version number, tag or label, the kind the route serves), applies the input
+rules of :mod:`serving.core.rules` (from the model's signature and kind), checks the outputs and
+parameters asked for, runs the request on the engine (the model's shared batches, or the direct
+path for bulk) and returns an :class:`~serving.core.request.InferResponse`. Triton's classification
+extension is computed here too, so every protocol that offers it answers alike. Nothing here knows
+a wire format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from contract.errors import InvalidInput, ModelNotFound
+
+from .engine import Engine
+from .kinds import ModelKind
+from .request import InferRequest, InferResponse, Output
+from .rules import check_header, rows
+from .runtime import ModelRuntime
+
+
+class DataPlane:
+    """Resolve, check, run: the one path from a decoded request to its answer."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+
+    # ------------------------------------------------------------ models
+
+    def model(self, name: str | None, version: str | None = None, kind: type[ModelKind] | None = None) -> ModelRuntime:
+        """The served version a request means.
+
+        ``kind``: the kind the route serves (then ``name`` None means its default model, and a model of
+        another kind is a 400 that lists the right ones); None: any model, by store or public name.
+        """
+        registry = self.engine.registry
+        if kind is None:
+            if not name:
+                raise InvalidInput("name a model: this call has no default model")
+            return registry.find(name, version)
+        if name is None:
+            if kind.default_task is None:
+                raise InvalidInput(f"name a model: there is no default {kind.name}; {kind.name}s: {', '.join(registry.names(kind.task))}")
+            name = registry.default_name(kind.default_task)
+        try:
+            rt = registry.get(kind.task, name, version)
+        except ModelNotFound:
+            others = [rt for rt in registry.runtimes.values() if name in (rt.public_name, rt.store_name)]
+            if others:
+                raise InvalidInput(
+                    f"model {str(name)[:100]!r} is {_a(others[0].kind.name)}, not {_a(kind.name)}; "
+                    f"{kind.name}s: {', '.join(registry.names(kind.task)) or 'none'}"
+                ) from None
+            raise
+        if not issubclass(rt.kind, kind):
+            raise InvalidInput(f"model {rt.public_name!r} is {_a(rt.kind.name)}, not {_a(kind.name)}")
+        return rt
+
+    def partner(self, rt: ModelRuntime, kind: type[ModelKind]) -> ModelRuntime:
+        """The model of ``kind`` published under ``rt``'s public name in the same version lineage (a VAE's decoder for its encoder)."""
+        return self.model(rt.public_name, None, kind)
+
+    def row_limit(self, rt: ModelRuntime, bulk: bool = False) -> int:
+        return rt.kind.row_limit(self.settings, bulk)
+
+    # ------------------------------------------------------------ infer
+
+    def prepare(self, request: InferRequest) -> tuple[ModelRuntime, np.ndarray, list[Output]]:
+        """Resolve and check everything (no model runs yet): the model, its float32 rows, the outputs to answer."""
+        rt = self.model(request.model, request.version, request.kind)
+        if len(request.inputs) != 1:
+            raise InvalidInput(f"model {rt.store_name} takes one input {rt.input_spec['name']!r}, got {len(request.inputs)}")
+        (tensor,) = request.inputs
+        full = check_header(rt, tensor, self.row_limit(rt, request.bulk))
+        batch = rows(rt, tensor, full)
+        if request.members and not rt.kind.has_members:
+            raise InvalidInput(f"members=true asks for each member's answer; it needs model=ensemble, not {rt.public_name!r}")
+        return rt, batch, self.outputs(rt, request.outputs)
+
+    def outputs(self, rt: ModelRuntime, requested: list[Output] | None) -> list[Output]:
+        known = rt.output_names
+        if not requested:
+            return [Output(n) for n in known]
+        unknown = [o.name[:100] for o in requested if o.name not in known]
+        if unknown:
+            raise InvalidInput(f"model {rt.store_name} has no output(s) {unknown}; its outputs are {known}")
+        for o in requested:
+            if o.classes and (not rt.kind.classifies or o.classes < 0):
+                raise InvalidInput(
+                    f"output {o.name!r}: the classification parameter applies to a classifier's probabilities, with a count >= 1"
+                )
+        return requested
+
+    async def infer(self, request: InferRequest) -> InferResponse:
+        """Resolve, check and compute one request."""
+        rt, batch, wanted = self.prepare(request)
+        return await self.run(request, rt, batch, wanted)
+
+    async def run(self, request: InferRequest, rt: ModelRuntime, batch: np.ndarray, wanted: list[Output]) -> InferResponse:
+        """Compute a prepared request: batched with others, or on the direct path when it is bulk."""
+        engine = self.engine
+        members = None
+        if request.members:
+            if request.bulk:
+                probs, members = await engine.infer_direct_members(rt, batch)  # type: ignore[arg-type]  # has_members: an ensemble
+            else:
+                probs, members = await engine.infer_members(rt, batch)  # type: ignore[arg-type]
+            arrays = {rt.output_names[0]: probs}
+        elif request.bulk:
+            arrays = {rt.output_names[0]: await engine.infer_direct(rt, batch)}
+        else:
+            arrays = dict(zip(rt.output_names, await engine.infer(rt, batch)))
+        outputs = {
+            o.name: classification(rt, arrays[o.name], o.classes) if o.classes else arrays[o.name] for o in wanted if o.name in arrays
+        }
+        return InferResponse(rt, outputs, wanted, members, request.id)
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def classification(rt: ModelRuntime, probabilities: np.ndarray, classes: int) -> np.ndarray:
+    """Triton's classification extension: per row, the top ``classes`` as ``b"score:index:label"`` (a BYTES tensor)."""
+    k = min(classes, probabilities.shape[-1])
+    labels: list[Any] = rt.signature.get("labels") or []
+    top = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    strings = [
+        [f"{row[i]:f}:{i}:{labels[i]}".encode() if i < len(labels) else f"{row[i]:f}:{i}".encode() for i in idx]
+        for row, idx in zip(probabilities, top)
+    ]
+    return np.array(strings, dtype=object)

@@ -1,0 +1,124 @@
+"""``/v1/classify``: digits as JSON, as an uploaded picture, or in bulk as ``.npy``. It only translates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from serving.core.kinds import Classifier
+from serving.core.request import InferRequest, InferResponse, Tensor, one_of, version_text
+from serving.protocols import codec
+from serving.transport.http import JSON, parse_json, plane, until_disconnect
+
+from .common import VERSION_HELP, ModelQuery, VersionQuery, image_counts, model_headers, npy_tensor, pixels_json, upload_tensor
+
+router = APIRouter()
+MembersQuery = Annotated[bool, Query(description="with model=ensemble: also every member's answer")]
+
+
+class ClassifyRequest(BaseModel):
+    images: Any = Field(
+        description="N x 28 x 28 pixels (or one 28 x 28 image). All-integer arrays are read as 0..255; "
+        "arrays with any float are read as [0, 1].",
+        examples=[[[[0] * 28] * 28]],
+    )
+    model: str | None = Field(
+        default=None,
+        description="Classifier name, or 'ensemble' (the mean of the seven); default: the best single classifier by stored test accuracy",
+    )
+    version: str | int | None = Field(default=None, description=VERSION_HELP)
+    members: bool = Field(default=False, description="with model=ensemble: also every member's answer per image")
+
+
+class MemberPrediction(BaseModel):
+    label: int
+    probabilities: list[float]
+
+
+class Prediction(BaseModel):
+    label: int
+    probabilities: list[float]
+    members: dict[str, MemberPrediction] | None = Field(
+        default=None, description="model=ensemble with members=true: each classifier's own answer, by name"
+    )
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    version: str
+    predictions: list[Prediction]
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that parses its JSON itself (see :func:`parse_json`)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def classification(answer: InferResponse) -> Response:
+    rt = answer.model
+    predictions = [{"label": int(p.argmax()), "probabilities": p} for p in answer.outputs[rt.output_names[0]]]
+    if answer.members is not None:
+        for i, prediction in enumerate(predictions):
+            prediction["members"] = {
+                name: {"label": int(probs[i].argmax()), "probabilities": probs[i]} for name, probs in answer.members.items()
+            }
+    return JSON({"model": rt.public_name, "version": rt.version, "predictions": predictions})
+
+
+async def answer(request: Request, infer: InferRequest) -> Response:
+    return classification(await until_disconnect(request, plane(request).infer(infer)))
+
+
+@router.post(
+    "/classify", response_model=ClassifyResponse, summary="Classify N 28x28 digit images (JSON)", openapi_extra=json_body(ClassifyRequest)
+)
+async def classify(request: Request, model: ModelQuery = None, version: VersionQuery = None) -> Response:
+    dataplane = plane(request)
+    body = parse_json(await request.body(), ClassifyRequest, image_counts(dataplane.settings.max_images_per_request))
+    infer = InferRequest(
+        [pixels_json(body.images)],
+        one_of("model", model, body.model),
+        version_text(one_of("version", version, body.version)),
+        Classifier,
+        members=body.members,
+    )
+    return await answer(request, infer)
+
+
+@router.post("/classify/image", response_model=ClassifyResponse, summary="Classify one uploaded image (PNG/JPEG, any size)")
+async def classify_image(
+    request: Request,
+    image: Annotated[UploadFile, File(description="PNG/JPEG/...; dark-on-light or light-on-dark")],
+    model: Annotated[str | None, Query(description="Classifier name, or 'ensemble'")] = None,
+    model_form: Annotated[str | None, Form(alias="model")] = None,
+    version: VersionQuery = None,
+    members: MembersQuery = False,
+) -> Response:
+    pixels = await upload_tensor(await image.read(), plane(request).settings.max_image_pixels)
+    return await answer(request, InferRequest([pixels], one_of("model", model, model_form), version, Classifier, members=members))
+
+
+@router.post(
+    "/classify/batch",
+    summary="Bulk classification: body is a .npy array N x 28 x 28 (uint8 0..255 or float32 0..1); answer .npy N x 10",
+    description="With model=ensemble&members=true the answer is an .npz archive: `probabilities` (the ensemble's) "
+    "and one N x 10 array per member, by name.",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}, "application/x-npz": {}}}},
+)
+async def classify_batch(
+    request: Request, model: ModelQuery = None, members: MembersQuery = False, version: VersionQuery = None
+) -> Response:
+    dataplane = plane(request)
+    tensor: Tensor = npy_tensor(await request.body(), dataplane.settings.max_body_bytes)
+    result = await dataplane.infer(InferRequest([tensor], model, version, Classifier, members=members, bulk=True))
+    rt = result.model
+    probs: np.ndarray = result.outputs[rt.output_names[0]]
+    if result.members is not None:
+        archive = codec.arrays_to_npz({"probabilities": probs, **result.members})
+        return Response(archive, media_type="application/x-npz", headers=model_headers(rt))
+    return Response(codec.array_to_npy(probs), media_type="application/octet-stream", headers=model_headers(rt))

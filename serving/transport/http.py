@@ -1,0 +1,159 @@
+"""What every HTTP protocol front shares: its app, the data plane it serves, JSON in and out, errors, disconnects.
+
+:func:`protocol_app` makes a FastAPI app whose every error (ours, FastAPI's validation, Starlette's
+HTTPExceptions, anything unexpected) is answered in the protocol's error shape with the one status
+table of ``contract.errors``. The host (serving/service.py) attaches the worker's data plane with
+:func:`attach`; a route gets it with :func:`plane`. Nothing here knows BentoML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from contract.errors import (
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ServingError,
+    http_status,
+)
+from serving.core.dataplane import DataPlane
+from serving.protocols import codec
+
+logger = logging.getLogger("serving.http")
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+RETRY_AFTER_S = "1"
+ErrorShape = Callable[[BaseException], dict[str, str]]
+
+
+class JSON(Response):
+    """orjson-encoded JSON (numpy-aware, several times faster than the stdlib for probability lists)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def error_response(exc: BaseException, shape: ErrorShape) -> Response:
+    """``exc`` as its status, in the protocol's error shape (503s with Retry-After); server faults are logged."""
+    status = http_status(exc)
+    if status >= 500 and not isinstance(exc, (NotReady, Overloaded)):
+        logger.error("request failed", exc_info=exc)
+    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+    return JSON(shape(exc), status_code=status, headers=headers)
+
+
+def invalid_request(errors: Any) -> InvalidInput:
+    """pydantic's error list (FastAPI's query/form validation or our JSON bodies) as one InvalidInput."""
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in errors)
+    return InvalidInput(f"invalid request: {problems}")
+
+
+def http_exception_error(exc: HTTPException, method: str, path: str) -> ServingError:
+    """Starlette's and FastAPI's own HTTPExceptions (405, multipart and body parsing) as our errors."""
+    detail = exc.detail if isinstance(exc.detail, str) else "the request is not acceptable"
+    if exc.status_code == 404:
+        return NotFound(f"no route {method} {path[:200]}; see /docs.json")
+    if exc.status_code == 405:
+        return MethodNotAllowed(f"{path[:200]} does not take {method}; see /docs.json")
+    if exc.status_code == 413:
+        return PayloadTooLarge(detail)
+    if 400 <= exc.status_code < 500:
+        return InvalidInput(f"the request could not be read: {detail}")
+    return ServingError(detail)
+
+
+def protocol_app(title: str, description: str, version: str, shape: ErrorShape) -> FastAPI:
+    """A FastAPI app whose every error is answered in ``shape``."""
+    app = FastAPI(title=title, description=description, version=version)
+
+    async def serving_error(_: Request, exc: Exception) -> Response:
+        return error_response(exc, shape)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(invalid_request(exc.errors()), shape)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_response(http_exception_error(exc, request.method, request.url.path), shape)
+
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        logger.exception("unexpected error", exc_info=exc)
+        return error_response(exc, shape)
+
+    app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
+    return app
+
+
+def attach(app: FastAPI, dataplane: DataPlane) -> None:
+    """Serve ``app``'s routes from ``dataplane`` (the host calls this once per worker)."""
+    app.state.dataplane = dataplane
+
+
+def plane(request: Request) -> DataPlane:
+    """The data plane of the app serving ``request``."""
+    found = getattr(request.app.state, "dataplane", None)
+    if found is None:
+        raise NotReady("service is starting")
+    assert isinstance(found, DataPlane)
+    return found
+
+
+async def until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``, cancelling it (and so taking it out of its batcher's queue) if the client goes away."""
+    task = asyncio.ensure_future(work)
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise NotReady("the client disconnected")
+    return task.result()
+
+
+def parse_json(body: bytes, model: type[M], counts: tuple[int, int, str] | None = None) -> M:
+    """``body`` as ``model``: orjson (3-4x the stdlib's speed on pixel arrays), then pydantic for the fields.
+    ``counts``: (most values, most arrays, what that allows) checked before parsing."""
+    if counts is not None:
+        codec.check_json_counts(body, *counts)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson refuses NaN/Infinity, which the stdlib reads: parse again so validation can say
+        # "non-finite value at index ...", rather than "not JSON", about such a body.
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            raise InvalidInput(f"the body is not valid JSON ({str(e)[:200]}); send a JSON object") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise invalid_request(e.errors()) from None
