@@ -1,5 +1,5 @@
 """What training writes and serving reads about a stored model: its file digest, its version number and
-its ``signature.json``. No server or training dependencies (standard library only)."""
+its ``signature.json``. Standard library only (the benchmark's Triton peer imports it in its own venv)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from contract.errors import ModelIntegrityError
 
 SIGNATURE_FILE = "signature.json"
 MODEL_FILE = "model.onnx"
@@ -19,6 +21,18 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def check_model_file(model_dir: Path, expected_sha256: str | None, tag: str) -> Path:
+    """``model_dir/model.onnx``, checked against the sha256 recorded when it was registered (none recorded fails too).
+
+    Raises ModelIntegrityError (OSError for a missing file).
+    """
+    model_file = model_dir / MODEL_FILE
+    actual = file_sha256(model_file)
+    if not expected_sha256 or actual != expected_sha256:
+        raise ModelIntegrityError(f"{tag}: {MODEL_FILE} sha256 {actual} does not match the stored {expected_sha256!r}")
+    return model_file
 
 
 def version_number(created: float) -> int:

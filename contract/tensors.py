@@ -78,9 +78,7 @@ def tensor_proto_to_array(proto: Any, max_elements: int | None = None, fit: bool
     to_numpy, _ = _dtype_tables()
     entry = to_numpy.get(proto.dtype)
     if entry is None:
-        raise InvalidInput(
-            f"tensor dtype {dtype_name(proto.dtype)} is not supported; send DT_FLOAT (or another real numeric / bool dtype)"
-        )
+        raise InvalidInput(f"tensor dtype {dtype_name(proto.dtype)} is not supported; send DT_FLOAT (or another real numeric / bool dtype)")
     dtype, field = entry
     if proto.tensor_shape.unknown_rank:
         raise InvalidInput("tensor shape has unknown rank; send a fully defined shape")

@@ -2,15 +2,14 @@
 
 Nothing is fitted. ``evaluate`` reads the test-set probabilities each classifier run recorded
 (``test_probabilities.npy``, ``test_labels.npy``), averages them, and writes ``<out>/ensemble/``
-like any run (``run.json``, ``metrics.json``, ``evaluation.json``, ``reports/``). ``export_run``
-turns that into a store entry without a model file: ``signature.json`` names the members, and
-serving runs each member's own ONNX model (see ``serving.runtime.EnsembleRuntime``).
+like any run (``run.json``, ``metrics.json``, ``evaluation.json``, ``reports/``). Export
+(``training.export``) turns that into a store entry without a model file: its :func:`signature`
+names the members, and serving runs each member's own ONNX model (its ``EnsembleRuntime``).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from training.catalog import CLASSIFIERS, DIGIT_LABELS, ENSEMBLE, StoreEntry, store_entries
 from training.data import DataError
+from training.evaluation import classification_metrics, write_classifier_evaluation, write_json
 
 MEMBERS = CLASSIFIERS
 
@@ -56,8 +56,6 @@ def _member_outputs(out: Path) -> tuple[dict[str, np.ndarray], np.ndarray, dict[
 
 def evaluate(options, out: Path) -> dict:
     """Write ``out/ensemble/`` from the members' runs and return its run record."""
-    from training.train import classification_metrics, write_classifier_evaluation, write_json
-
     started = time.perf_counter()
     probabilities, labels, runs = _member_outputs(out)
     mean = mean_probabilities(list(probabilities.values()))
@@ -114,33 +112,3 @@ def signature(entry: StoreEntry) -> dict:
         "members": member_store_names(),
         "combine": "mean of the members' probabilities",
     }
-
-
-def export_run(run_dir: Path, run: dict, metrics: dict):
-    """The ensemble's store entry (no model file): signature, evaluation and reports."""
-    from training.export import Exported
-
-    (entry,) = store_entries(ENSEMBLE)
-    out = run_dir / "export" / entry.store_name
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    sig = signature(entry)
-    (out / "signature.json").write_text(json.dumps(sig, indent=2) + "\n")
-    shutil.copy2(run_dir / "evaluation.json", out / "evaluation.json")
-    shutil.copytree(run_dir / "reports", out / "reports")
-    metadata = {
-        "kind": "ensemble",
-        "task": entry.task,
-        "dataset": entry.dataset,
-        "public_name": entry.public_name,
-        "metrics": {k: float(v) for k, v in metrics.items()},
-        "training": {
-            **{k: run[k] for k in ("epochs", "seed", "train_size", "test_size", "profile")},
-            "limit": run["limit"] or 0,
-        },
-        # Filled in by the bentoml layout with the versions in the store: the members it was measured with.
-        "members": {name: "" for name in sig["members"]},
-    }
-    labels = {"task": entry.task, "dataset": entry.dataset, "public_name": entry.public_name, "profile": str(run["profile"])}
-    return Exported(entry, out, sig, metadata, labels)

@@ -2,7 +2,8 @@
 
 For each store entry of a run (see ``catalog.store_entries``) this writes
 ``<run>/export/<store name>/`` with ``model.onnx``, ``saved_model/``,
-``signature.json`` and ``reports/``, then publishes it: ``LAYOUTS`` maps a
+``signature.json`` and ``reports/`` (the ensemble's: no model file, a signature
+naming its members), then publishes it: ``LAYOUTS`` maps a
 layout name to a function ``(Exported) -> str`` (the str says where it went);
 the one layout, ``bentoml``, registers a new version in the BentoML model store
 that ``BENTOML_HOME`` points at. Triton and TF-Serving repositories are written
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.artifacts import file_sha256
+from training import ensemble
 from training.catalog import DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, StoreEntry, store_entries
 
 ONNX_OPSET = 17
@@ -65,10 +67,36 @@ def export_run(run_dir: Path) -> list[Exported]:
     run = json.loads((run_dir / "run.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if run["model"] == ENSEMBLE:
-        from training import ensemble
-
-        return [ensemble.export_run(run_dir, run, metrics)]
+        return [_export_ensemble(run_dir, run, metrics)]
     return [_export_entry(entry, run_dir, run, metrics) for entry in store_entries(run["model"])]
+
+
+def _entry_dir(run_dir: Path, entry: StoreEntry) -> Path:
+    """A fresh ``<run>/export/<store name>/``."""
+    out = run_dir / "export" / entry.store_name
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    return out
+
+
+def _exported(entry: StoreEntry, out: Path, run_dir: Path, run: dict, signature: dict, metadata: dict) -> Exported:
+    """Write ``signature.json`` and copy the run's reports and ``evaluation.json`` (what serving draws plots from)."""
+    (out / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
+    shutil.copytree(run_dir / "reports", out / "reports")
+    shutil.copy2(run_dir / "evaluation.json", out / "evaluation.json")
+    labels = {"task": entry.task, "dataset": entry.dataset, "public_name": entry.public_name, "profile": str(run["profile"])}
+    return Exported(entry, out, signature, metadata, labels)
+
+
+def _export_ensemble(run_dir: Path, run: dict, metrics: dict) -> Exported:
+    """The ensemble's store entry: no model file, a signature naming its members."""
+    (entry,) = store_entries(ENSEMBLE)
+    out = _entry_dir(run_dir, entry)
+    signature = ensemble.signature(entry)
+    # Filled in by register_bentoml with the versions in the store: the members it was measured with.
+    metadata = {"kind": "ensemble", **_run_metadata(entry, run, metrics), "members": {name: "" for name in signature["members"]}}
+    return _exported(entry, out, run_dir, run, signature, metadata)
 
 
 def _load_endpoint(entry: StoreEntry, run_dir: Path):
@@ -103,10 +131,7 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
     model, inputs, outputs, parity_inputs = _load_endpoint(entry, run_dir)
     if len(parity_inputs) < MIN_PARITY_INPUTS:
         raise ExportError(f"{entry.store_name}: {len(parity_inputs)} parity inputs; need >= {MIN_PARITY_INPUTS}")
-    out = run_dir / "export" / entry.store_name
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = _entry_dir(run_dir, entry)
 
     import tensorflow as tf
 
@@ -136,30 +161,21 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
         "latent_dim": None if latent is None else int(latent.shape[-1]),
         "onnx_opset": ONNX_OPSET,
     }
-    (out / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
-    shutil.copytree(run_dir / "reports", out / "reports")
-    # What serving draws plots from: a classifier's confusion matrix, a VAE's test-set latent means.
-    shutil.copy2(run_dir / "evaluation.json", out / "evaluation.json")
-
-    metadata = metadata_for(entry, run, metrics, diff, file_sha256(out / "model.onnx"))
-    labels = {
-        "task": entry.task,
-        "dataset": entry.dataset,
-        "public_name": entry.public_name,
-        "profile": str(run["profile"]),
-    }
-    return Exported(entry, out, signature, metadata, labels)
+    return _exported(entry, out, run_dir, run, signature, metadata_for(entry, run, metrics, diff, file_sha256(out / "model.onnx")))
 
 
 def metadata_for(entry: StoreEntry, run: dict, metrics: dict, parity_max_abs_diff: float, onnx_sha256: str) -> dict:
     """The store metadata of docs/CONTRACTS.md; plain JSON values, none of them null."""
+    return {**_run_metadata(entry, run, metrics), "parity_max_abs_diff": float(parity_max_abs_diff), "sha256": onnx_sha256}
+
+
+def _run_metadata(entry: StoreEntry, run: dict, metrics: dict) -> dict:
+    """What every store entry's metadata says of its run: task, dataset, public name, test metrics, training."""
     return {
         "task": entry.task,
         "dataset": entry.dataset,
         "public_name": entry.public_name,
         "metrics": {k: float(v) for k, v in metrics.items()},
-        "parity_max_abs_diff": float(parity_max_abs_diff),
-        "sha256": onnx_sha256,
         "training": {
             **{k: run[k] for k in ("epochs", "seed", "train_size", "test_size", "profile")},
             # BentoML metadata cannot hold None: 0 means "no limit, all training images".

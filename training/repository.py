@@ -1,14 +1,14 @@
 """Write stored models as a Triton model repository or as TensorFlow Serving base paths.
 
 Reads the BentoML store at ``$BENTOML_HOME`` (the latest version of every
-model, or the tags given) and each model's ``signature.json``; nothing is
-re-exported or converted. Both engines want integer versions: a model's
-version is ``int(creation_time.timestamp())``, the ``version_number`` the
-gRPC front reports, so a client sees the same version from every server.
+model, or the tags given) and each model's ``signature.json`` through
+``contract.store``; nothing is re-exported or converted. Both engines want
+integer versions: a stored version's ``version_number``, the one the gRPC
+fronts report, so a client sees the same version from every server.
 
 ``triton``::
 
-    OUT/<store name>/config.pbtxt        names, dtypes, dims, max_batch_size, dynamic_batching, warm-up
+    OUT/<store name>/config.pbtxt        ``contract.triton``'s configuration: tensors, the served engine's batching, warm-up
     OUT/<store name>/labels.txt          classifiers: class labels (Triton's classification extension)
     OUT/<store name>/<version>/model.onnx
 
@@ -20,30 +20,18 @@ gRPC front reports, so a client sees the same version from every server.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contract.artifacts import file_sha256
+from contract import triton
+from contract.artifacts import MODEL_FILE, check_model_file
+from contract.errors import ModelIntegrityError, ModelNotFound
+from contract.store import Stored, list_store, newest
 from training.export import ExportError
 
 REPOSITORY_LAYOUTS = ("triton", "tfserving")
-TRITON_DTYPES = {
-    "float16": "TYPE_FP16",
-    "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
-    "int8": "TYPE_INT8",
-    "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64",
-    "uint8": "TYPE_UINT8",
-    "bool": "TYPE_BOOL",
-}
-MAX_BATCH_SIZE = 64  # the serving default (SERVING_MAX_BATCH_SIZE)
-QUEUE_DELAY_US = 1000  # how long Triton's dynamic batcher may hold a request to fill a batch
-WARMUP_BATCH_SIZES = (1, 8)  # as serving/runtime.py warms up
 TF_SERVING_MOUNT = "/models"  # where models.config expects OUT inside the TF Serving container
 
 
@@ -51,114 +39,21 @@ class RepositoryError(ExportError):
     """A stored model cannot be written in the requested layout."""
 
 
-@dataclass(frozen=True)
-class StoredModel:
-    """One model version of the store, with what the layouts need."""
-
-    name: str
-    tag: str
-    version: int
-    path: Path
-    signature: dict[str, Any]
-    metadata: dict[str, Any]
-
-
-def stored_models(models: Sequence[str] | None = None) -> list[StoredModel]:
+def stored_models(models: Sequence[str] | None = None) -> list[Stored]:
     """The given store tags or names (a name means its latest version), else the latest of every model."""
-    import bentoml
-
-    if models:
-        try:
-            picked = [bentoml.models.get(m) for m in models]
-        except bentoml.exceptions.NotFound as e:
-            raise RepositoryError(f"{e}; `bentoml models list` shows what the store at $BENTOML_HOME holds") from e
-    else:
-        latest: dict[str, Any] = {}
-        for model in bentoml.models.list():
-            if model.tag.name not in latest or model.creation_time > latest[model.tag.name].creation_time:
-                latest[model.tag.name] = model
-        picked = [latest[name] for name in sorted(latest)]
-    result = []
-    for model in picked:
-        path = Path(model.path)
-        signature_file = path / "signature.json"
-        if not signature_file.is_file():
-            raise RepositoryError(f"{model.tag}: no signature.json in {path}; it was not registered by `python -m training`")
-        result.append(
-            StoredModel(
-                name=model.tag.name,
-                tag=str(model.tag),
-                version=int(model.creation_time.timestamp()),
-                path=path,
-                signature=json.loads(signature_file.read_text()),
-                metadata=dict(model.info.metadata),
-            )
-        )
-    return result
-
-
-def _dims(spec: dict[str, Any], model: str) -> list[int]:
-    shape = spec["shape"]
-    if not shape or shape[0] != -1 or any(d < 1 for d in shape[1:]):
-        raise RepositoryError(f"{model}: {spec['name']} has shape {shape}; expected a variable batch axis 0 and fixed other axes")
-    return [int(d) for d in shape[1:]]
-
-
-def _dtype(spec: dict[str, Any], model: str) -> str:
     try:
-        return TRITON_DTYPES[spec["dtype"]]
-    except KeyError:
-        raise RepositoryError(f"{model}: {spec['name']} has dtype {spec['dtype']!r}, which Triton has no type for") from None
+        return list_store(models) if models else newest(list_store())
+    except ModelNotFound as e:
+        raise RepositoryError(str(e)) from e
 
 
-def _tensor(spec: dict[str, Any], model: str, labels: bool = False) -> str:
-    lines = [
-        "  {",
-        f'    name: "{spec["name"]}"',
-        f"    data_type: {_dtype(spec, model)}",
-        f"    dims: [ {', '.join(str(d) for d in _dims(spec, model))} ]",
-    ]
-    if labels:
-        lines.append('    label_filename: "labels.txt"')
-    return "\n".join(lines + ["  }"])
-
-
-def triton_config(
-    name: str,
-    signature: dict[str, Any],
-    versions: Sequence[int],
-    max_batch_size: int = MAX_BATCH_SIZE,
-    queue_delay_us: int = QUEUE_DELAY_US,
-) -> str:
-    """``config.pbtxt`` (protobuf text of Triton's ``inference.ModelConfig``) for an ONNX model."""
-    if max_batch_size < 1:
-        raise RepositoryError(f"{name}: max_batch_size must be >= 1, got {max_batch_size}")
-    is_classifier = signature.get("task") == "classification" and len(signature["outputs"]) == 1
-    inputs = ",\n".join(_tensor(s, name) for s in signature["inputs"])
-    outputs = ",\n".join(_tensor(s, name, labels=is_classifier) for s in signature["outputs"])
-    warmups = []
-    for batch in (b for b in WARMUP_BATCH_SIZES if b <= max_batch_size):
-        tensors = "\n".join(
-            f'    inputs {{ key: "{s["name"]}" value: {{ data_type: {_dtype(s, name)} '
-            f"dims: [ {', '.join(str(d) for d in _dims(s, name))} ] zero_data: true }} }}"
-            for s in signature["inputs"]
-        )
-        warmups.append(f'  {{\n    name: "zeros_batch_{batch}"\n    batch_size: {batch}\n{tensors}\n  }}')
-    return "\n".join(
-        [
-            "# Written by `python -m training export --layout triton` from the BentoML store; tensors as in signature.json.",
-            f'name: "{name}"',
-            'platform: "onnxruntime_onnx"',
-            'backend: "onnxruntime"',
-            f"max_batch_size: {max_batch_size}",
-            f"version_policy: {{ specific: {{ versions: [ {', '.join(str(v) for v in sorted(versions))} ] }} }}",
-            f"input [\n{inputs}\n]",
-            f"output [\n{outputs}\n]",
-            f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}",
-            "model_warmup [\n" + ",\n".join(warmups) + "\n]",
-            "",
-        ]
-    )
+def _signature(model: Stored) -> dict[str, Any]:
+    try:
+        return model.signature()
+    except (OSError, ValueError) as e:
+        raise RepositoryError(
+            f"{model.tag}: no usable signature.json in {model.path} ({e}); it was not registered by `python -m training`"
+        ) from e
 
 
 def tf_serving_config(versions: dict[str, list[int]], mount: str = TF_SERVING_MOUNT) -> str:
@@ -194,10 +89,29 @@ def _replace_dir(source: Path, target: Path) -> None:
     shutil.copytree(source, target)
 
 
-def _check_integrity(model: StoredModel) -> None:
-    expected = model.metadata.get("sha256")
-    if expected and file_sha256(model.path / "model.onnx") != expected:
-        raise RepositoryError(f"{model.tag}: model.onnx does not match its stored sha256; refusing to export it")
+def _copy_onnx(model: Stored, target: Path) -> None:
+    try:
+        model_file = check_model_file(model.path, model.metadata.get("sha256"), model.tag)
+    except (ModelIntegrityError, OSError) as e:
+        raise RepositoryError(f"{e}; refusing to export it") from e
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model_file, target / MODEL_FILE)
+
+
+def _triton_config(out_dir: Path, name: str, signature: dict[str, Any], max_batch_size: int, max_queue_delay_us: int) -> str:
+    try:
+        config = triton.model_config(
+            name,
+            signature,
+            versions=_versions_on_disk(out_dir, name, MODEL_FILE),
+            max_batch_size=max_batch_size,
+            max_queue_delay_us=max_queue_delay_us,
+        )
+    except triton.TritonConfigError as e:
+        raise RepositoryError(str(e)) from e
+    return triton.config_pbtxt(
+        config, "Written by `python -m training export --layout triton` from the BentoML store; tensors as in signature.json."
+    )
 
 
 def export_repository(
@@ -205,8 +119,8 @@ def export_repository(
     out_dir: Path,
     models: Sequence[str] | None = None,
     *,
-    max_batch_size: int = MAX_BATCH_SIZE,
-    queue_delay_us: int = QUEUE_DELAY_US,
+    max_batch_size: int = triton.MAX_BATCH_SIZE,
+    max_queue_delay_us: int = triton.MAX_QUEUE_DELAY_US,
 ) -> list[dict[str, Any]]:
     """Write the stored models (see :func:`stored_models`) under ``out_dir`` in ``layout``.
 
@@ -225,33 +139,24 @@ def export_repository(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    signatures: dict[str, dict[str, Any]] = {}  # by store name: the configuration's tensors (of the last version given)
     for model in picked:
-        target = out_dir / model.name / str(model.version)
+        target = out_dir / model.store_name / str(model.version_number)
         if layout == "triton":
-            _check_integrity(model)
-            target.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(model.path / "model.onnx", target / "model.onnx")
-            if model.signature.get("labels") and model.signature.get("task") == "classification":
-                (out_dir / model.name / "labels.txt").write_text("\n".join(model.signature["labels"]) + "\n")
+            signatures[model.store_name] = signature = _signature(model)
+            _copy_onnx(model, target)
+            labels = triton.labels_text(signature)
+            if labels is not None:
+                (out_dir / model.store_name / triton.LABELS_FILE).write_text(labels)
         else:
             saved_model = model.path / "saved_model"
             if not (saved_model / "saved_model.pb").is_file():
                 raise RepositoryError(f"{model.tag}: no SavedModel in {saved_model}")
             _replace_dir(saved_model, target)
-        written.append({"name": model.name, "tag": model.tag, "version": model.version, "path": str(target)})
-    names = sorted({m.name for m in picked})
+        written.append({"name": model.store_name, "tag": model.tag, "version": model.version_number, "path": str(target)})
     if layout == "triton":
-        for name in names:
-            signature = next(m.signature for m in picked if m.name == name)
-            (out_dir / name / "config.pbtxt").write_text(
-                triton_config(
-                    name,
-                    signature,
-                    _versions_on_disk(out_dir, name, "model.onnx"),
-                    max_batch_size=max_batch_size,
-                    queue_delay_us=queue_delay_us,
-                )
-            )
+        for name, signature in sorted(signatures.items()):
+            (out_dir / name / "config.pbtxt").write_text(_triton_config(out_dir, name, signature, max_batch_size, max_queue_delay_us))
     else:
         every = {p.name: _versions_on_disk(out_dir, p.name, "saved_model.pb") for p in out_dir.iterdir() if p.is_dir()}
         (out_dir / "models.config").write_text(tf_serving_config({k: v for k, v in every.items() if v}))

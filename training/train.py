@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training import data
-from training.catalog import CLASSIFIERS, DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, NUM_CLASSES, dataset_of
+from training import data, ensemble
+from training.catalog import CLASSIFIERS, ENSEMBLE, FASHION_LABELS, dataset_of
+from training.evaluation import classification_metrics, write_classifier_evaluation, write_json
 from training.export import MIN_PARITY_INPUTS
 from training.profiles import Profile
 
@@ -67,8 +68,6 @@ class TrainOptions:
 def train(name: str, options: TrainOptions, out: Path) -> dict:
     """Train ``name``, write ``out/<name>/`` and return its run record (run.json)."""
     if name == ENSEMBLE:
-        from training import ensemble
-
         return ensemble.evaluate(options, out)
     import keras
 
@@ -137,42 +136,6 @@ def _train_classifier(name: str, split: data.Split, options: TrainOptions, run_d
     return history, metrics
 
 
-def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> tuple[dict, np.ndarray]:
-    """``{"test_accuracy", "test_loss"}`` and the confusion matrix of test-set probabilities."""
-    picked = probabilities[np.arange(len(labels)), labels]
-    predicted = probabilities.argmax(axis=1)
-    metrics = {
-        "test_accuracy": float(np.mean(predicted == labels)),
-        "test_loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
-    }
-    from training import report
-
-    return metrics, report.confusion_matrix(labels, predicted, NUM_CLASSES)
-
-
-def write_classifier_evaluation(run_dir: Path, name: str, metrics: dict, matrix: np.ndarray, **extra) -> None:
-    """evaluation.json (the confusion matrix serving draws) and the training report's PNG of it."""
-    from training import report
-
-    test_size = int(matrix.sum())
-    write_json(
-        run_dir / "evaluation.json",
-        {
-            "labels": DIGIT_LABELS,
-            "test_size": test_size,
-            "test_accuracy": metrics["test_accuracy"],
-            "confusion_matrix": matrix.tolist(),  # [true][predicted] counts
-            **extra,
-        },
-    )
-    report.plot_confusion(
-        matrix,
-        DIGIT_LABELS,
-        run_dir / "reports" / "confusion_matrix.png",
-        f"{name}: test accuracy {metrics['test_accuracy']:.4f} ({test_size} images)",
-    )
-
-
 def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Path):
     from keras import ops
 
@@ -234,7 +197,3 @@ def _train_vae(name: str, split: data.Split, options: TrainOptions, run_dir: Pat
     test_lines = {f"test_{k}": results[k] for k in ("loss", "reconstruction_loss", "kl_loss")}
     report.plot_curves(history, run_dir / "reports" / "training_curves.png", f"{name} ({options.profile})", test_lines)
     return history, metrics
-
-
-def write_json(path: Path, payload) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
