@@ -1,1 +1,1 @@
-"""Load tests (locust, ``python -m loadtests run``) and the side-by-side benchmark (``python -m loadtests.bench``)."""
+"""Load tests: locust runs with an SLO verdict (``python -m loadtests run``), the load drivers, the benchmark (``python -m loadtests.bench``) and the reliability suite (``python -m loadtests.reliability``)."""

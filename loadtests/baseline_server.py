@@ -20,12 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from contract.artifacts import read_signature
+
 
 def load_keras(model_dir: Path) -> tuple[Any, dict[str, Any]]:
     """A Keras model around ``model_dir/saved_model`` (signature ``serving_default``), and signature.json."""
     import keras
 
-    signature = json.loads((model_dir / "signature.json").read_text())
+    signature = read_signature(model_dir)
     spec = signature["inputs"][0]
     layer = keras.layers.TFSMLayer(str(model_dir / "saved_model"), call_endpoint=signature.get("signature_name", "serving_default"))
     inputs = keras.Input(shape=tuple(spec["shape"][1:]), name=spec["name"], dtype=spec["dtype"])

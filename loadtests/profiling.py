@@ -13,8 +13,9 @@ from pathlib import Path
 CATEGORIES: tuple[tuple[str, str], ...] = (
     ("ONNX Runtime session.run (the inference)", r"Session\.run \(onnxruntime"),
     ("logging (access log, app log)", r"\(logging/__init__\.py|Logger\._log"),
-    ("request JSON -> numpy (serving.codec)", r"pixels_from_json|validate_array|numbers_from_json|normalize_pixels|floats_from_json"),
-    ("TensorProto <-> numpy (serving.codec)", r"tensor_proto_to_array|array_to_tensor_proto"),
+    ("request JSON -> numpy (serving.protocols.codec)", r"numbers_from_json|npy_to_array|pixels_json|floats_json"),
+    ("input rules (serving.core.rules)", r"serving/core/rules\.py|check_header"),
+    ("TensorProto <-> numpy (contract.tensors)", r"tensor_proto_to_array|array_to_tensor_proto"),
     (
         "response building (tolist, JSON render)",
         r"_classification|serialize_response|jsonable_encoder|JSONResponse|render \(starlette|dump_json",
@@ -25,9 +26,9 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ),
     (
         "engine batcher (queue, merge, thread hand-off)",
-        r"serving/batcher\.py|serving/engine\.py|run_in_executor|run_in_threadpool|to_thread",
+        r"serving/core/batcher\.py|serving/core/engine\.py|run_in_executor|run_in_threadpool|to_thread",
     ),
-    ("gRPC front (grpc.aio, servicer)", r"grpc_front\.py|grpc/aio|grpc/_cython|cygrpc"),
+    ("gRPC front (grpc.aio, servicer)", r"serving/transport/grpc\.py|serving/protocols/(oip|tfserving)/|grpc/aio|grpc/_cython|cygrpc"),
     (
         "OpenTelemetry tracing",
         r"opentelemetry|asgi/__init__\.py|trace/__init__|_decorator\.py|context/contextvars|sampling\.py|attributes/__init__",

@@ -104,7 +104,7 @@ def multipart_png(png: bytes, field_name: str = "image", filename: str = "digit.
 
 def npy_body(images: np.ndarray) -> bytes:
     """A ``.npy`` body (no pickle) for ``POST /v1/classify/batch``."""
-    from serving.codec import array_to_npy
+    from serving.protocols.codec import array_to_npy
 
     return array_to_npy(images)
 

@@ -1,12 +1,13 @@
 """Peer servers for the benchmark: the same ONNX file served by Triton (PyTriton) and by textbook BentoML.
 
-    from loadtests import peers, wrkload
+    from loadtests import peers
+    from loadtests.drivers import wrk
 
     model_dir = peers.find_model_dir(home, "mnist-lstm")          # or the registry's runtime path
     peer = peers.start_triton(model_dir, out / "triton.log")      # returns when the model is ready
     try:
         spec = peer.request(image)                                 # path + body + content type for one image
-        result = wrkload.run_wrk(peer.url, spec.path, spec.body, spec.content_type, connections=32, duration_s=10)
+        result = wrk.run_wrk(peer.url, spec.path, spec.body, spec.content_type, connections=32, duration_s=10)
         rss = peer.rss_mb()                                        # every process of the peer, MB
     finally:
         peer.stop()
@@ -153,12 +154,12 @@ class Peer:
     # ------------------------------------------------------------ requests
 
     def request(self, image: Any) -> Any:
-        """The :class:`loadtests.wrkload.RequestSpec` of one 28x28 uint8 image for this peer."""
-        from .. import wrkload
+        """The :class:`loadtests.drivers.wrk.RequestSpec` of one 28x28 uint8 image for this peer."""
+        from ..drivers import wrk
 
         if self.name == "triton":
-            return wrkload.RequestSpec(self.infer_path, wrkload.triton_body(image, self.input_name))
-        return wrkload.RequestSpec(self.infer_path, wrkload.textbook_body(image, self.input_name))
+            return wrk.RequestSpec(self.infer_path, wrk.triton_body(image, self.input_name))
+        return wrk.RequestSpec(self.infer_path, wrk.textbook_body(image, self.input_name))
 
     # ------------------------------------------------------------ lifecycle
 

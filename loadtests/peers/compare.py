@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import wrkload
-from ..bench import cpu_seconds, rss_mb
+from ..drivers import wrk
+from ..procstats import cpu_seconds, rss_mb
 from . import PeerError, start_textbook, start_triton
 
 SERVERS = ("ours", "triton", "textbook")
@@ -39,7 +39,7 @@ def _rss_mb(procs: Sequence[Any]) -> float:
 
 def measure(
     url: str,
-    spec: wrkload.RequestSpec,
+    spec: wrk.RequestSpec,
     connections: Sequence[int],
     duration_s: float,
     warmup_s: float,
@@ -51,12 +51,12 @@ def measure(
     runs = []
     for c in connections:
         if warmup_s > 0:
-            wrkload.run_wrk(
+            wrk.run_wrk(
                 url, spec.path, spec.body, spec.content_type, connections=c, duration_s=warmup_s, cpus=client_cpus, headers=spec.headers
             )
         procs = processes()
         before, t0 = _cpu(procs), time.monotonic()
-        r = wrkload.run_wrk(
+        r = wrk.run_wrk(
             url, spec.path, spec.body, spec.content_type, connections=c, duration_s=duration_s, cpus=client_cpus, headers=spec.headers
         )
         r["server_cpu_cores"] = (_cpu(procs) - before) / (time.monotonic() - t0)
@@ -99,8 +99,8 @@ def run_server(
         raise ValueError(f"which must be one of {SERVERS}")
     row: dict[str, Any] = {"server": which, "label": label or LABELS[which], "env": extra_env or {}}
     try:
-        wrkload.wrk_path()
-    except wrkload.WrkNotFound as e:
+        wrk.wrk_path()
+    except wrk.WrkNotFound as e:
         return row | {"skipped": str(e)}
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / f"{which}.log"
@@ -110,7 +110,7 @@ def run_server(
         svc = server.launch(log, home, cpus=server_cpus, extra_env=extra_env)
         try:
             row["ready_s"] = server.wait_ready(svc, timeout=timeout)
-            spec = wrkload.RequestSpec("/v1/classify", wrkload.ours_body(image, model))
+            spec = wrk.RequestSpec("/v1/classify", wrk.ours_body(image, model))
             procs = lambda: [p for _, p in server.processes(svc)]  # noqa: E731
             row.update(_measure_one(svc.http_url, spec, connections, duration_s, warmup_s, procs, client_cpus))
             if grpc_connections:
@@ -137,14 +137,14 @@ def run_server(
 
 def _measure_one(
     url: str,
-    spec: wrkload.RequestSpec,
+    spec: wrk.RequestSpec,
     connections: Sequence[int],
     duration_s: float,
     warmup_s: float,
     processes: Callable[[], list[Any]],
     client_cpus: set[int] | None,
 ) -> dict[str, Any]:
-    status, body = wrkload.probe(url, spec)
+    status, body = wrk.probe(url, spec)
     if status != 200:
         raise RuntimeError(f"{url}{spec.path} answered {status} to the benchmark's request: {body[:500]!r}")
     rss_ready = _rss_mb(processes())
@@ -171,20 +171,20 @@ def _measure_grpc(
     client_cpus: set[int] | None,
     v2: bool = False,
 ) -> dict[str, Any]:
-    from .. import grpcload, h2grpc
+    from ..drivers import grpc, h2load
 
     procs = processes()
     before, t0 = _cpu(procs), time.monotonic()
     if v2:
         request, how = (
-            grpcload.infer_request_bytes(image, store_name),
-            dict(method=grpcload.INFER_METHOD, check=grpcload.check_infer_response),
+            grpc.infer_request_bytes(image, store_name),
+            dict(method=grpc.INFER_METHOD, check=grpc.check_infer_response),
         )
     else:
-        request, how = grpcload.predict_request_bytes(image, store_name), {}
+        request, how = grpc.predict_request_bytes(image, store_name), {}
     try:
-        r = h2grpc.run_h2grpc(target, request, connections, 1, duration_s, warmup_s, cpus=client_cpus, **how)
-    except h2grpc.H2loadNotFound as e:
+        r = h2load.run_h2grpc(target, request, connections, 1, duration_s, warmup_s, cpus=client_cpus, **how)
+    except h2load.H2loadNotFound as e:
         return {"skipped": str(e)}
     r["server_cpu_cores"] = (_cpu(procs) - before) / (time.monotonic() - t0)
     print(
@@ -215,12 +215,12 @@ def _measure_v2(
 ) -> dict[str, Any]:
     """Our Open Inference Protocol fronts at ``connections``: REST JSON, REST binary, gRPC."""
     specs = {
-        "http_json": wrkload.RequestSpec(f"/v2/models/{store_name}/infer", wrkload.triton_body(image)),
-        "http_binary": wrkload.v2_binary_spec(image, store_name),
+        "http_json": wrk.RequestSpec(f"/v2/models/{store_name}/infer", wrk.triton_body(image)),
+        "http_binary": wrk.v2_binary_spec(image, store_name),
     }
     out: dict[str, Any] = {}
     for key, spec in specs.items():
-        status, body = wrkload.probe(svc.http_url, spec)
+        status, body = wrk.probe(svc.http_url, spec)
         if status != 200:
             raise RuntimeError(f"{spec.path} answered {status} to the benchmark's v2 request: {body[:500]!r}")
         (out[key],) = measure(svc.http_url, spec, [connections], duration_s, warmup_s, processes, client_cpus)

@@ -1,18 +1,25 @@
-"""The model's ``signature.json`` as the peers need it (standard library only: both venvs import this)."""
+"""The model's ``signature.json`` as the peers need it: its name and its one input / first output.
+
+Standard library only (both venvs import this): ``contract.artifacts`` reads the signature and
+``contract.triton`` holds the batching every Triton configuration of ours uses.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MAX_BATCH = 64
-DEFAULT_QUEUE_DELAY_US = 2000  # Triton's dynamic batcher: max queue delay, 2 ms
+from contract.artifacts import read_signature as read_model_signature
+from contract.triton import MAX_BATCH_SIZE as DEFAULT_MAX_BATCH
+from contract.triton import MAX_QUEUE_DELAY_US as DEFAULT_QUEUE_DELAY_US
+
+# The defaults under the names ``loadtests.peers.start_triton`` imports them by.
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_QUEUE_DELAY_US", "read_signature"]
 
 
 def read_signature(model_dir: str | Path) -> dict[str, Any]:
     """The model's name and its one input / first output (name, row shape) from ``signature.json``."""
-    sig = json.loads((Path(model_dir) / "signature.json").read_text())
+    sig = read_model_signature(Path(model_dir))
     return {
         "name": sig["name"],
         "input": sig["inputs"][0]["name"],

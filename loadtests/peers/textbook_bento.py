@@ -15,7 +15,6 @@ adaptive batcher's latency budget.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +22,9 @@ from typing import Annotated
 import bentoml
 import numpy as np
 from bentoml.validators import DType
+
+from contract.artifacts import read_signature
+from contract.triton import MAX_BATCH_SIZE  # the same batch limit as our engine and the Triton peer
 
 MAX_LATENCY_MS = int(os.environ.get("TEXTBOOK_MAX_LATENCY_MS", "1000"))
 
@@ -33,7 +35,7 @@ class TextbookService:
         import onnxruntime as ort
 
         model_path = Path(os.environ["TEXTBOOK_MODEL_PATH"])
-        signature = json.loads((model_path.parent / "signature.json").read_text())
+        signature = read_signature(model_path.parent)
         self.input_name = signature["inputs"][0]["name"]
         self.output_name = signature["outputs"][0]["name"]
         # CUDA where there is a GPU, else the CPU (asking for CUDA without one only logs an error).
@@ -41,6 +43,6 @@ class TextbookService:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if gpu else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(model_path), providers=providers)
 
-    @bentoml.api(batchable=True, max_batch_size=64, max_latency_ms=MAX_LATENCY_MS)
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_SIZE, max_latency_ms=MAX_LATENCY_MS)
     def predict(self, images: Annotated[np.ndarray, DType("float32")]) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: images})[0]

@@ -2,14 +2,17 @@
 
 Runs in its own virtualenv (``make peers-venv`` -> ``.venv-peers/``; nvidia-pytriton's pins clash with
 the main venv's), so it imports nothing from ``serving/`` and nothing outside the standard library,
-numpy, onnxruntime and pytriton. It reads ``model.onnx`` and ``signature.json`` from a model
-directory of the store (``$BENTOML_HOME/models/mnist-lstm/<version>/``).
+numpy, onnxruntime, pytriton and the standard-library-only ``contract.artifacts`` (which reads
+``signature.json``) and ``contract.triton`` (the model configuration). It reads ``model.onnx`` and
+``signature.json`` from a model directory of the store (``$BENTOML_HOME/models/mnist-lstm/<version>/``).
 
     .venv-peers/bin/python -m loadtests.peers.triton_peer --model-dir DIR --http-port P --grpc-port Q
 
 One ONNX Runtime session runs inside the PyTriton infer function; Triton's dynamic batcher merges
-concurrent requests (max batch 64, max queue delay 2 ms, no preferred batch sizes given: Triton's
-config normalization then lists ``preferred_batch_size: [64]``, i.e. "up to the max batch"). HTTP and
+concurrent requests with the configuration ``contract.triton`` writes for every Triton of ours (max
+batch 64 and no queue delay, as our engine batches: a lone request runs at once, requests queued
+while the model computes join its next batch; no preferred batch sizes given: Triton's config
+normalization then lists ``preferred_batch_size: [64]``, i.e. "up to the max batch"). HTTP and
 gRPC (KServe v2) listen on 127.0.0.1. PyTriton starts tritonserver before it loads the model, so ready
 means ``GET /v2/health/ready`` *and* ``GET /v2/models/<name>/ready`` are 200. SIGINT or SIGTERM stops
 Triton and its children (tritonserver also gets SIGTERM from the kernel if this process dies).
@@ -27,7 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .signature import DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DELAY_US, read_signature
+from contract import triton
+from contract.artifacts import read_signature
 
 
 def libpython_dir() -> str | None:
@@ -69,12 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=int, required=True)
     p.add_argument("--metrics-port", type=int, default=0, help="Triton's Prometheus port (0 = metrics off)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH)
+    p.add_argument("--max-batch", type=int, default=triton.MAX_BATCH_SIZE)
     p.add_argument(
         "--max-queue-delay-us",
         type=int,
-        default=DEFAULT_QUEUE_DELAY_US,
-        help="dynamic batcher's max queue delay in microseconds (default 2000 = 2 ms)",
+        default=triton.MAX_QUEUE_DELAY_US,
+        help=f"dynamic batcher's max queue delay in microseconds (default {triton.MAX_QUEUE_DELAY_US}: never waits for company)",
     )
     p.add_argument("--instances", type=int, default=1, help="infer-function instances (each its own ORT session)")
     p.add_argument("--ort-threads", type=int, default=0, help="ORT intra-op threads (0 = ORT default)")
@@ -101,8 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if path:
         os.environ["LD_LIBRARY_PATH"] = path
 
-    sig = read_signature(args.model_dir)
-    in_name, out_name = sig["input"], sig["output"]
+    signature = read_signature(args.model_dir)
+    model = triton.model_config(
+        signature["name"], signature, max_batch_size=args.max_batch, max_queue_delay_us=args.max_queue_delay_us, warmup=(), labels=False
+    )
+    (model_input, *_), model_output = model["input"], model["output"][0]  # the peer serves one input, the first output
+    in_name, out_name = model_input["name"], model_output["name"]
 
     def make_infer(session: Any) -> Any:
         @batch
@@ -116,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sessions = [make_session(args.model_dir / "model.onnx", args.ort_threads, args.ort_spinning) for _ in range(max(1, args.instances))]
     for s in sessions:  # warm up: the first run plans and allocates
-        for n in (1, 8):
-            s.run([out_name], {in_name: np.zeros((n, *sig["input_row_shape"]), dtype=np.float32)})
+        for n in triton.WARMUP_BATCH_SIZES:
+            s.run([out_name], {in_name: np.zeros((n, *model_input["dims"]), dtype=np.float32)})
     log.info("ORT %s on %s, %d instance(s)", __import__("onnxruntime").__version__, sessions[0].get_providers()[0], len(sessions))
 
     config = TritonConfig(
@@ -138,30 +146,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    with Triton(config=config) as triton:
-        triton.bind(
-            model_name=sig["name"],
+    with Triton(config=config) as server:
+        server.bind(
+            model_name=model["name"],
             infer_func=[make_infer(s) for s in sessions],
-            inputs=[Tensor(name=in_name, dtype=np.float32, shape=sig["input_row_shape"])],
-            outputs=[Tensor(name=out_name, dtype=np.float32, shape=sig["output_row_shape"])],
+            inputs=[Tensor(name=in_name, dtype=np.float32, shape=tuple(model_input["dims"]))],
+            outputs=[Tensor(name=out_name, dtype=np.float32, shape=tuple(model_output["dims"]))],
             config=ModelConfig(
-                max_batch_size=args.max_batch,
-                batcher=DynamicBatcher(max_queue_delay_microseconds=args.max_queue_delay_us, preferred_batch_size=None),
+                max_batch_size=model["max_batch_size"],
+                batcher=DynamicBatcher(
+                    max_queue_delay_microseconds=model["dynamic_batching"]["max_queue_delay_microseconds"], preferred_batch_size=None
+                ),
             ),
             strict=True,
         )
         log.info(
             "serving %s: HTTP %s:%d, gRPC %s:%d, dynamic batching max %d, delay %d us",
-            sig["name"],
+            model["name"],
             args.host,
             args.http_port,
             args.host,
             args.grpc_port,
-            args.max_batch,
-            args.max_queue_delay_us,
+            model["max_batch_size"],
+            model["dynamic_batching"]["max_queue_delay_microseconds"],
         )
         try:
-            triton.serve()
+            server.serve()
         except KeyboardInterrupt:
             log.info("stopping")
     return 0

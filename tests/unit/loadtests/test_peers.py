@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadtests import peers, wrkload
+from contract import triton
+from loadtests import peers
+from loadtests.drivers import wrk
 from loadtests.peers import signature, triton_peer
 
 REPO = Path(__file__).resolve().parents[3]
@@ -63,13 +65,15 @@ def test_peer_request_bodies(tmp_path):
     args = dict(process=None, grpc_target=None, model_name="mnist-lstm", input_name="images", log_path=tmp_path / "l", launched=0.0)
     triton = peers.Peer("triton", url="http://127.0.0.1:1", infer_path="/v2/models/mnist-lstm/infer", **args)
     textbook = peers.Peer("textbook", url="http://127.0.0.1:2", infer_path="/predict", **args)
-    assert triton.request(img) == wrkload.RequestSpec("/v2/models/mnist-lstm/infer", wrkload.triton_body(img))
-    assert textbook.request(img) == wrkload.RequestSpec("/predict", wrkload.textbook_body(img))
+    assert triton.request(img) == wrk.RequestSpec("/v2/models/mnist-lstm/infer", wrk.triton_body(img))
+    assert textbook.request(img) == wrk.RequestSpec("/predict", wrk.textbook_body(img))
 
 
 def test_triton_defaults_are_the_benchmark_settings():
+    """The batching every Triton configuration of ours gets (contract.triton): our engine's, 64 rows and no queue delay."""
     args = triton_peer.build_parser().parse_args(["--model-dir", "m", "--http-port", "1", "--grpc-port", "2"])
-    assert (args.max_batch, args.max_queue_delay_us, args.instances, args.metrics_port, args.host) == (64, 2000, 1, 0, "127.0.0.1")
+    assert (args.max_batch, args.max_queue_delay_us, args.instances, args.metrics_port, args.host) == (64, 0, 1, 0, "127.0.0.1")
+    assert (signature.DEFAULT_MAX_BATCH, signature.DEFAULT_QUEUE_DELAY_US) == (triton.MAX_BATCH_SIZE, triton.MAX_QUEUE_DELAY_US)
 
 
 def test_libpython_goes_first_once():
@@ -80,7 +84,8 @@ def test_libpython_goes_first_once():
 
 def test_the_triton_side_imports_only_the_standard_library():
     """``python -m loadtests.peers.triton_peer`` runs in .venv-peers: the package must import without
-    site-packages (no psutil, no serving/) until main() imports numpy/onnxruntime/pytriton."""
+    site-packages (no psutil, no serving/; contract's artifacts and triton modules are standard library
+    only) until main() imports numpy/onnxruntime/pytriton."""
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import loadtests.peers, loadtests.peers.triton_peer; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'psutil', 'serving', 'bentoml')); "
@@ -93,7 +98,7 @@ def test_textbook_service_is_the_documented_shape(monkeypatch):
     from loadtests.peers import textbook_bento
 
     api = textbook_bento.TextbookService.apis["predict"]
-    assert api.batchable and api.max_batch_size == 64 and api.max_latency_ms == textbook_bento.MAX_LATENCY_MS
+    assert api.batchable and api.max_batch_size == triton.MAX_BATCH_SIZE == 64 and api.max_latency_ms == textbook_bento.MAX_LATENCY_MS
 
 
 def test_side_by_side_table_has_the_grpc_and_v2_lines():

@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from loadtests import workload, wrkload
+from loadtests import workload
+from loadtests.drivers import wrk
 
 
 def digit() -> np.ndarray:
@@ -21,9 +22,9 @@ def digit() -> np.ndarray:
 # ---------------------------------------------------------------- bodies
 
 
-def test_ours_body_is_the_loadgens_classify_body():
+def test_ours_body_is_the_http_drivers_classify_body():
     img = digit()
-    body = wrkload.ours_body(img, "lstm")
+    body = wrk.ours_body(img, "lstm")
     assert body == workload.classify_body(workload.images_json(img), "lstm")
     doc = json.loads(body)
     assert doc["model"] == "lstm" and np.array_equal(np.array(doc["images"], dtype=np.uint8), img[None])
@@ -31,7 +32,7 @@ def test_ours_body_is_the_loadgens_classify_body():
 
 def test_triton_body_is_kserve_v2_fp32_one_image_scaled():
     img = digit()
-    doc = json.loads(wrkload.triton_body(img, "images"))
+    doc = json.loads(wrk.triton_body(img, "images"))
     (tensor,) = doc["inputs"]
     assert tensor["name"] == "images" and tensor["datatype"] == "FP32" and tensor["shape"] == [1, 28, 28]
     assert len(tensor["data"]) == 784
@@ -40,7 +41,7 @@ def test_triton_body_is_kserve_v2_fp32_one_image_scaled():
 
 def test_textbook_body_is_bentoml_json_for_one_ndarray_argument():
     img = digit()
-    doc = json.loads(wrkload.textbook_body(img))
+    doc = json.loads(wrk.textbook_body(img))
     assert list(doc) == ["images"]
     x = np.array(doc["images"], dtype=np.float32)
     assert x.shape == (1, 28, 28)
@@ -48,19 +49,19 @@ def test_textbook_body_is_bentoml_json_for_one_ndarray_argument():
 
 
 def test_numbers_are_compact():
-    assert wrkload._num(0.0) == "0" and wrkload._num(1.0) == "1"
-    assert wrkload._num(128 / 255) == "0.502" and wrkload._num(0.25) == "0.25"
+    assert wrk._num(0.0) == "0" and wrk._num(1.0) == "1"
+    assert wrk._num(128 / 255) == "0.502" and wrk._num(0.25) == "0.25"
 
 
 def test_bodies_reject_anything_but_one_28x28_image():
     with pytest.raises(ValueError):
-        wrkload.triton_body(np.zeros((2, 28, 28), dtype=np.uint8))
+        wrk.triton_body(np.zeros((2, 28, 28), dtype=np.uint8))
     with pytest.raises(ValueError):
-        wrkload.textbook_body(np.full((28, 28), 300))
+        wrk.textbook_body(np.full((28, 28), 300))
 
 
 def test_requests_for_image_paths():
-    specs = wrkload.requests_for_image(digit(), model="lstm", triton_model="mnist-lstm")
+    specs = wrk.requests_for_image(digit(), model="lstm", triton_model="mnist-lstm")
     assert {k: s.path for k, s in specs.items()} == {
         "ours": "/v1/classify",
         "triton": "/v2/models/mnist-lstm/infer",
@@ -73,7 +74,7 @@ def test_requests_for_image_paths():
 
 
 def test_v2_binary_spec_is_a_json_header_then_raw_fp32():
-    spec = wrkload.v2_binary_spec(digit(), "mnist-lstm")
+    spec = wrk.v2_binary_spec(digit(), "mnist-lstm")
     length = int(dict(spec.headers)["Inference-Header-Content-Length"])
     header = json.loads(spec.body[:length])
     assert header["inputs"][0] == {"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "parameters": {"binary_data_size": 3136}}
@@ -82,18 +83,18 @@ def test_v2_binary_spec_is_a_json_header_then_raw_fp32():
 
 
 def test_lua_script_sets_extra_headers():
-    script = wrkload.lua_script("/tmp/x/body", "application/octet-stream", "POST", [("Inference-Header-Content-Length", "99")])
+    script = wrk.lua_script("/tmp/x/body", "application/octet-stream", "POST", [("Inference-Header-Content-Length", "99")])
     assert "wrk.headers[ [[\nInference-Header-Content-Length]] ] = [[\n99]]" in script
 
 
 def test_lua_string_survives_closing_brackets_and_leading_newline():
-    assert wrkload._lua_string("abc") == "[[\nabc]]"
-    assert wrkload._lua_string("a]]b") == "[=[\na]]b]=]"
-    assert wrkload._lua_string("a]]b]=]c") == "[==[\na]]b]=]c]==]"
+    assert wrk._lua_string("abc") == "[[\nabc]]"
+    assert wrk._lua_string("a]]b") == "[=[\na]]b]=]"
+    assert wrk._lua_string("a]]b]=]c") == "[==[\na]]b]=]c]==]"
 
 
 def test_lua_script_posts_the_body_file_and_prints_one_json_line():
-    script = wrkload.lua_script("/tmp/x/body", "application/json", "POST")
+    script = wrk.lua_script("/tmp/x/body", "application/json", "POST")
     assert 'io.open([[\n/tmp/x/body]], "rb")' in script
     assert "wrk.method = [[\nPOST]]" in script
     assert 'wrk.headers["Content-Type"] = [[\napplication/json]]' in script
@@ -101,7 +102,7 @@ def test_lua_script_posts_the_body_file_and_prints_one_json_line():
         assert f"latency:percentile({q})" in script
     assert "function response(status, headers, body)" in script and "status < 200 or status > 299" in script
     assert 't:get("non2xx")' in script and "function setup(thread)" in script
-    assert f'io.write("{wrkload.MARKER}{{"' in script
+    assert f'io.write("{wrk.MARKER}{{"' in script
 
 
 def wrk_line(**over) -> str:
@@ -124,12 +125,12 @@ def wrk_line(**over) -> str:
         "min_us": 300.0,
     }
     raw.update(over)
-    return wrkload.MARKER + json.dumps(raw).replace(" ", "")
+    return wrk.MARKER + json.dumps(raw).replace(" ", "")
 
 
 def test_parse_wrk_output():
     out = "Running 5s test @ http://127.0.0.1:1/x\n  1 threads and 32 connections\n" + wrk_line() + "\n"
-    r = wrkload.parse_wrk_output(out)
+    r = wrk.parse_wrk_output(out)
     assert r["requests"] == 5000 and r["non2xx"] == 10 and r["errors"] == 3
     assert r["rps"] == pytest.approx(4990 / 5.0)
     assert (r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"]) == (1.5, 3.0, 9.0, 20.0)
@@ -139,26 +140,26 @@ def test_parse_wrk_output():
 
 
 def test_parse_wrk_output_without_answers_or_with_nan():
-    r = wrkload.parse_wrk_output(wrk_line(requests=0.0, non2xx=0.0, mean_us=None, p50_us=0.0))
+    r = wrk.parse_wrk_output(wrk_line(requests=0.0, non2xx=0.0, mean_us=None, p50_us=0.0))
     assert r["rps"] == 0.0 and r["p50_ms"] is None and r["mean_ms"] is None
-    with pytest.raises(wrkload.WrkFailed):
-        wrkload.parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
+    with pytest.raises(wrk.WrkFailed):
+        wrk.parse_wrk_output("unable to connect to 127.0.0.1:1 Connection refused\n")
 
 
 def test_wrk_command_clamps_threads_and_uses_whole_seconds():
-    cmd = wrkload.wrk_command("http://127.0.0.1:9/p", "/s.lua", 1, 5, 4, 9.6, "/usr/bin/wrk")
+    cmd = wrk.wrk_command("http://127.0.0.1:9/p", "/s.lua", 1, 5, 4, 9.6, "/usr/bin/wrk")
     assert cmd == ["/usr/bin/wrk", "-t", "1", "-c", "1", "-d", "5s", "--timeout", "10s", "-s", "/s.lua", "http://127.0.0.1:9/p"]
 
 
 def test_missing_wrk_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(wrkload.shutil, "which", lambda name: None)
-    with pytest.raises(wrkload.WrkNotFound, match="apt-get install wrk"):
-        wrkload.run_wrk("http://127.0.0.1:9", "/", b"{}", duration_s=1)
+    monkeypatch.setattr(wrk.shutil, "which", lambda name: None)
+    with pytest.raises(wrk.WrkNotFound, match="apt-get install wrk"):
+        wrk.run_wrk("http://127.0.0.1:9", "/", b"{}", duration_s=1)
 
 
 def test_run_wrk_rejects_silly_arguments():
     with pytest.raises(ValueError):
-        wrkload.run_wrk("http://127.0.0.1:9", "/", b"{}", connections=0)
+        wrk.run_wrk("http://127.0.0.1:9", "/", b"{}", connections=0)
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -190,15 +191,15 @@ def test_run_wrk_against_a_tiny_local_server():
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        r = wrkload.run_wrk(url, "/v1/classify", b'{"images":[]}', connections=2, duration_s=1, threads=1)
+        r = wrk.run_wrk(url, "/v1/classify", b'{"images":[]}', connections=2, duration_s=1, threads=1)
         assert seen and seen[0] == b'{"images":[]}'
         assert r["requests"] > 0 and r["rps"] > 0 and r["non2xx"] == 0 and r["errors"] == 0
         assert r["p50_ms"] is not None and r["p50_ms"] <= r["p99_ms"]
-        spec = wrkload.v2_binary_spec(digit())
+        spec = wrk.v2_binary_spec(digit())
         seen.clear(), headers.clear()
-        wrkload.run_wrk(url, spec.path, spec.body, "application/json", connections=1, duration_s=1, headers=spec.headers)
+        wrk.run_wrk(url, spec.path, spec.body, "application/json", connections=1, duration_s=1, headers=spec.headers)
         assert seen[0] == spec.body and headers[0] == dict(spec.headers)["Inference-Header-Content-Length"]
-        bad = wrkload.run_wrk(url, "/", b"x", content_type="text/plain", connections=1, duration_s=1)
+        bad = wrk.run_wrk(url, "/", b"x", content_type="text/plain", connections=1, duration_s=1)
         assert bad["non2xx"] == bad["requests"] > 0 and bad["rps"] == 0 and bad["first_non2xx_status"] == 415
     finally:
         server.shutdown()

@@ -300,7 +300,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
     peers = report.get("peers", [])
     if peers:
-        from .peers.compare import render_markdown as peers_table
+        from ..peers.compare import render_markdown as peers_table
 
         out += [
             "## (7) Side by side: the same model file and single-image request, one server at a time",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests import report
+from loadtests.bench import report
 
 
 def run(connections, rps, p50, p99):

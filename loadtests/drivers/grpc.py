@@ -1,17 +1,18 @@
-"""A lean closed-loop gRPC load generator for TF-Serving ``PredictionService/Predict`` (its own process).
+"""gRPC load from ``grpc.aio``: TF-Serving ``Predict`` in a closed loop, and the serialized requests of both gRPC APIs.
 
-N calls are kept in flight (``grpc.aio``), each sending the next as soon as its answer arrives, over
-``channels`` separate HTTP/2 connections (default: one per call, as wrk and the HTTP loadgen use one
-connection per client, so a server with SO_REUSEPORT workers sees the connections spread). The
-``PredictRequest`` is serialized once before the clock starts and sent as bytes through a generic
-``channel.unary_unary(..., request_serializer=None, response_deserializer=None)``, and answers are not
-parsed (the first one is, once, to check it), so the client spends little of the shared CPU.
+N calls are kept in flight, each sending the next as soon as its answer arrives, over ``channels``
+separate HTTP/2 connections (default: one per call, as wrk and the HTTP driver use one connection per
+client, so a server with SO_REUSEPORT workers sees the connections spread). The request is serialized
+once before the clock starts and sent as bytes through a generic ``channel.unary_unary(...,
+request_serializer=None, response_deserializer=None)``, and answers are not parsed (the first one is,
+once, to check it), so the client spends little of the shared CPU.
 
-Request: one MNIST test image as ``images`` float32 [1, 28, 28] (value / 255) in ``tensor_content``.
+Request: one MNIST test image as ``images`` float32 [1, 28, 28] (value / 255) in ``tensor_content``
+(:func:`predict_request_bytes`; the v2 ``ModelInfer`` one, which h2load sends, is :func:`infer_request_bytes`).
 Stubs: ``contract.protos.tensorflow_serving.apis`` (generated, no TensorFlow), else the stock
 ``tensorflow_serving.apis``.
 
-    python -m loadtests.grpcload --target 127.0.0.1:8500 --model mnist-lstm -c 32 --duration 10 [--cpus 0]
+    python -m loadtests.drivers.grpc --target 127.0.0.1:8500 --model mnist-lstm -c 32 --duration 10 [--cpus 0]
 
 prints ``{"event": "window_start"}`` / ``{"event": "window_end"}`` lines as the measured window opens
 and closes, then the result as one JSON line (``rps``, ``p50_ms``, ``p99_ms``, ``errors``, ...).
@@ -24,20 +25,20 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .loadgen import percentile
-from .server import REPO
+from . import core, process
+from .core import Failure
 
 METHOD = "/tensorflow.serving.PredictionService/Predict"
+INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 SIGNATURE = "serving_default"
 DT_FLOAT = 1  # tensorflow.DataType.DT_FLOAT
 
@@ -90,9 +91,6 @@ def check_response(raw: bytes, predict_pb2: Any = None) -> dict[str, list[int]]:
     return shapes
 
 
-INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
-
-
 def infer_request_bytes(image: Any, model_name: str, input_name: str = "images") -> bytes:
     """A serialized v2 ``ModelInferRequest``: ``input_name`` = FP32 [1, 28, 28] in ``raw_input_contents``."""
     from contract.protos.inference import grpc_service_pb2 as pb
@@ -138,102 +136,36 @@ async def closed_loop(
         for call in calls[1:]:  # connect every channel before the clock starts
             await call(request, timeout=timeout_s)
 
-        latencies: list[float] = []
-        errors = 0
-        codes: dict[str, int] = {}
-        first_error: list[str] = []
-        window_start = time.perf_counter() + warmup_s
-        window_end = window_start + duration_s
-        cpu: dict[str, float] = {}
-
-        async def client(k: int) -> None:
-            nonlocal errors
-            call = calls[k % n_channels]
-            while True:
-                started = time.perf_counter()
-                if started >= window_end:
-                    return
-                ok = True
+        def sender(call: Any) -> core.Sender:
+            async def send() -> Failure | None:
                 try:
                     await call(request, timeout=timeout_s)
                 except grpc.aio.AioRpcError as e:
-                    ok = False
                     code = e.code().name
-                    if window_start <= time.perf_counter() <= window_end:
-                        codes[code] = codes.get(code, 0) + 1
-                    if not first_error:
-                        first_error.append(f"{code}: {e.details()}")
-                done = time.perf_counter()
-                if window_start <= done <= window_end:
-                    if ok:
-                        latencies.append(done - started)
-                    else:
-                        errors += 1
-                if not ok:
-                    await asyncio.sleep(0.05)  # an unavailable server: do not spin
+                    return Failure(code, f"{code}: {e.details()}")  # an unavailable server: back off, do not spin
+                return None
 
-        async def mark() -> None:
-            await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
-            cpu["start"] = time.process_time()
-            if announce:
-                print(json.dumps({"event": "window_start"}), flush=True)
-            await asyncio.sleep(max(0.0, window_end - time.perf_counter()))
-            cpu["end"] = time.process_time()
-            if announce:
-                print(json.dumps({"event": "window_end"}), flush=True)
+            return send
 
-        await asyncio.gather(mark(), *(client(k) for k in range(concurrency)))
+        senders = [sender(calls[k % n_channels]) for k in range(concurrency)]
+        result = await core.closed_loop(senders, warmup_s, duration_s, announce=announce)
     finally:
         for c in chans:
             await c.close()
-    ms = sorted(v * 1000.0 for v in latencies)
-    used = cpu.get("end", time.process_time()) - cpu.get("start", 0.0)
-    return {
-        "concurrency": concurrency,
-        "channels": n_channels,
-        "seconds": duration_s,
-        "requests": len(ms),
-        "errors": errors,
-        "error_codes": codes,
-        "rps": len(ms) / duration_s,
-        "p50_ms": percentile(ms, 50),
-        "p90_ms": percentile(ms, 90),
-        "p99_ms": percentile(ms, 99),
-        "mean_ms": sum(ms) / len(ms) if ms else None,
-        "client_cpu_s": used,
-        "client_cpu_cores": used / duration_s,
-        "request_bytes": len(request),
-        "outputs": outputs,
-        "first_error": first_error[0] if first_error else None,
-    }
+    return asdict(result) | {"channels": n_channels, "request_bytes": len(request), "outputs": outputs}
 
 
 def load_image(image_npy: str | None, data_dir: str | None, index: int) -> np.ndarray:
     """The image from a ``.npy`` file, else MNIST test image ``index``."""
     if image_npy:
         return np.load(image_npy, allow_pickle=False)
-    from .workload import mnist_test_images
+    from ..workload import mnist_test_images
 
     return mnist_test_images(data_dir, index + 1)[index]
 
 
-def parse_cpus(text: str | None) -> set[int] | None:
-    """``"0"``, ``"0,1"`` or ``"0-3"`` (and mixes) -> a CPU set; empty or None -> None."""
-    if not text:
-        return None
-    cpus: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            cpus.update(range(int(lo), int(hi) + 1))
-        elif part:
-            cpus.add(int(part))
-    return cpus or None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m loadtests.grpcload", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m loadtests.drivers.grpc", description=__doc__.splitlines()[0])
     p.add_argument("--target", required=True, help="host:port of the TF-Serving gRPC API")
     p.add_argument("--model", default="mnist-lstm", help="model_spec.name (the store name)")
     p.add_argument("--input", default="images", help="input tensor name")
@@ -253,9 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 1 <= args.concurrency <= 1024 or not 0 < args.duration <= 600 or not 0 <= args.warmup <= 60:
-        print("grpcload: concurrency 1..1024, duration (0, 600] s, warmup [0, 60] s", file=sys.stderr)
+        print("grpc driver: concurrency 1..1024, duration (0, 600] s, warmup [0, 60] s", file=sys.stderr)
         return 2
-    cpus = parse_cpus(args.cpus)
+    cpus = process.parse_cpus(args.cpus)
     if cpus:
         os.sched_setaffinity(0, cpus)
     predict_pb2, source = load_stubs()
@@ -287,61 +219,22 @@ def run_grpc(
 ) -> dict[str, Any]:
     """Run :func:`main` in its own process (pinned to ``cpus``) and return its result dict; ``on_window`` gets
     ``"window_start"`` and ``"window_end"`` as the measured window opens and closes."""
-    with tempfile.TemporaryDirectory(prefix="grpcload-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "loadtests.grpcload",
-            "--target",
-            target,
-            "--model",
-            model_name,
-            "--input",
-            input_name,
-            "-c",
-            str(concurrency),
-            "--warmup",
-            str(warmup_s),
-            "--duration",
-            str(duration_s),
-            "--timeout",
-            str(timeout_s),
-        ]
-        if channels:
-            cmd += ["--channels", str(channels)]
-        if cpus:
-            cmd += ["--cpus", ",".join(str(c) for c in sorted(cpus))]
+    args = ["--target", target, "--model", model_name, "--input", input_name, "-c", str(concurrency)]
+    args += ["--warmup", str(warmup_s), "--duration", str(duration_s), "--timeout", str(timeout_s)]
+    if channels:
+        args += ["--channels", str(channels)]
+    if cpus:
+        args += ["--cpus", ",".join(str(c) for c in sorted(cpus))]
+    with tempfile.TemporaryDirectory(prefix="grpc-driver-") as tmp:
         if image is not None:
             path = Path(tmp) / "image.npy"
             np.save(path, np.asarray(image), allow_pickle=False)
-            cmd += ["--image-npy", str(path)]
+            args += ["--image-npy", str(path)]
         elif data_dir:
-            cmd += ["--data-dir", data_dir]
-        err_path = Path(tmp) / "stderr.txt"
-        result: dict[str, Any] = {}
-        with err_path.open("w") as err_file:
-            proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=err_file, text=True)
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if event.get("event") in ("window_start", "window_end"):
-                    if on_window:
-                        on_window(event["event"])
-                elif "rps" in event:
-                    result = event
-            proc.wait(timeout=timeout_s + 60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        err = err_path.read_text(errors="replace")
-    if proc.returncode != 0 or not result:
-        raise RuntimeError(f"grpcload c={concurrency} failed with status {proc.returncode}: {(err or '')[-2000:]}")
-    return result
+            args += ["--data-dir", data_dir]
+        return process.run_driver(
+            "loadtests.drivers.grpc", args, label=f"grpc driver c={concurrency}", on_window=on_window, timeout_s=timeout_s + 60
+        )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""The capacity probe, run first of the faults: the 100 % that the overload and the soak are paced against."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..drivers import wrk
+from ..drivers.http import closed_loop_outcomes
+from .target import Plan, Target, pct
+
+
+def capacity(t: Target, plan: Plan) -> float:
+    """The server's answers per second under a closed loop of ``plan.connections`` (the 100 % of the
+    overload and the soak): measured with wrk (little client CPU) when installed, else with Python."""
+    seconds = max(3.0, plan.fault_s / 2)
+    try:
+        r = wrk.run_wrk(t.url, "/v1/classify", t.classify_body(), connections=plan.connections, duration_s=seconds, warmup_s=1)
+        rps, p99, how = r["rps"], r["p99_ms"] or 0.0, "wrk"
+    except wrk.WrkNotFound:
+        outcomes = asyncio.run(closed_loop_outcomes(t.port, t.classify_requests(), plan.connections, seconds))
+        ok = [o for o in outcomes if o.status == 200]
+        rps, p99, how = len(ok) / seconds, pct([o.seconds for o in ok], 99), "python"
+    t.add(
+        "capacity (closed loop)",
+        f"{how}, {plan.connections} connections, {seconds:.0f}s",
+        "> 0 answers/s",
+        f"{rps:.0f}/s, p99 {p99:.0f} ms",
+        rps > 0,
+    )
+    return rps
