@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def store_is_empty() -> bool:
-    import bentoml
+    from contract.store import list_store
 
-    return not bentoml.models.list()
+    return not list_store()
 
 
 def build_quick_models(data_dir: str | None) -> None:

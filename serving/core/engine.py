@@ -132,18 +132,16 @@ class Engine:
         logger.info("unloaded %s version %d", rt.store_name, rt.version_number)
 
     def _batcher(self, rt: ModelRuntime) -> Batcher:
-        metrics, name = self.metrics, rt.store_name
+        metrics, name, version = self.metrics, rt.store_name, str(rt.version_number)
         return Batcher(
             name,
             rt.predict_all,
             max_batch_size=self.settings.max_batch_size,
             max_queue=self.settings.max_queue,
             queue_delay_s=self.settings.queue_delay_ms / 1000.0,
-            on_batch=(lambda queued, computed, rows: metrics.observe_batch(name, queued, computed, rows)) if metrics else None,
-            on_depth=(lambda depth: metrics.set_depth(name, depth)) if metrics else None,
+            on_batch=(lambda queued, computed, rows: metrics.observe_batch(name, version, queued, computed, rows)) if metrics else None,
+            on_depth=(lambda depth: metrics.set_depth(name, version, depth)) if metrics else None,
         )
-
-    # ------------------------------------------------------------ models
 
     # ------------------------------------------------------------ inference
 
@@ -189,7 +187,7 @@ class Engine:
         started = time.perf_counter()
         outputs = rt.predict_all(rows)
         if self.metrics is not None:
-            self.metrics.observe_batch(rt.store_name, [], time.perf_counter() - started, len(rows))
+            self.metrics.observe_batch(rt.store_name, str(rt.version_number), [], time.perf_counter() - started, len(rows))
         return outputs
 
     # ------------------------------------------------------------ manifold

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contract.artifacts import read_signature, version_number
 from contract.errors import Forbidden, InvalidInput, ModelIntegrityError, ModelNotFound, VersionNotFound
+from contract.store import Stored, list_store
 from serving.settings import Settings
 
 from . import versions
@@ -44,33 +44,6 @@ logger = logging.getLogger("serving.lifecycle")
 
 READY, LOADING, UNAVAILABLE = "READY", "LOADING", "UNAVAILABLE"  # Triton's repository index states
 CONTROL_FILE = "control.json"
-
-
-@dataclass(frozen=True)
-class Stored:
-    """One version in the model store."""
-
-    store_name: str
-    version: str
-    created: float
-    path: Path
-    metadata: dict[str, Any]
-
-    @property
-    def version_number(self) -> int:
-        return version_number(self.created)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.store_name, self.version)
-
-
-def list_store(tags: Sequence[str] = ()) -> list[Stored]:
-    """Every stored version (or just ``tags``) of the BentoML store at $BENTOML_HOME."""
-    import bentoml
-
-    models = [bentoml.models.get(tag) for tag in tags] if tags else bentoml.models.list()
-    return [Stored(m.tag.name, str(m.tag.version), m.creation_time.timestamp(), Path(m.path), dict(m.info.metadata)) for m in models]
 
 
 def registry_from_store(settings: Settings, pinned: Sequence[str] = ()) -> Registry:
@@ -141,7 +114,7 @@ class Lifecycle:
 
     def _runtime(self, s: Stored) -> ModelRuntime:
         try:
-            signature = read_signature(s.path, s.store_name)
+            signature = s.signature()
         except (OSError, ValueError) as e:
             raise ModelIntegrityError(f"{s.store_name}:{s.version}: bad signature.json ({e})") from e
         kind = EnsembleRuntime if s.metadata.get("kind") == "ensemble" else ModelRuntime  # no model file of its own

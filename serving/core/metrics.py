@@ -1,4 +1,7 @@
-"""The engine's Prometheus metrics, per model: queue time, compute time, batch size, queue depth.
+"""The engine's Prometheus metrics, per served model version: queue time, compute time, batch size, queue depth.
+
+Labels: ``model`` (store name) and ``version`` (its number, as v2 and TF Serving name it), so two
+served versions of one model never overwrite each other's series.
 
 Created on first use inside a worker: BentoML sets ``PROMETHEUS_MULTIPROC_DIR`` when a worker
 starts, and its ``/metrics`` merges every worker's samples (queue depth is summed over workers).
@@ -22,15 +25,15 @@ class EngineMetrics:
     batch_size: Any
     queue_depth: Any
 
-    def observe_batch(self, model: str, queued: list[float], computed: float, rows: int) -> None:
-        wait = self.queue_seconds.labels(model=model)
+    def observe_batch(self, model: str, version: str, queued: list[float], computed: float, rows: int) -> None:
+        wait = self.queue_seconds.labels(model=model, version=version)
         for q in queued:
             wait.observe(q)
-        self.compute_seconds.labels(model=model).observe(computed)
-        self.batch_size.labels(model=model).observe(rows)
+        self.compute_seconds.labels(model=model, version=version).observe(computed)
+        self.batch_size.labels(model=model, version=version).observe(rows)
 
-    def set_depth(self, model: str, depth: int) -> None:
-        self.queue_depth.labels(model=model).set(depth)
+    def set_depth(self, model: str, version: str, depth: int) -> None:
+        self.queue_depth.labels(model=model, version=version).set(depth)
 
 
 @functools.cache
@@ -41,18 +44,20 @@ def engine_metrics() -> EngineMetrics:
     return EngineMetrics(
         queue_seconds=prom.Histogram(
             "model_queue_seconds",
-            "Seconds a request waited for its batch to start, per model",
-            ["model"],
+            "Seconds a request waited for its batch to start, per model version",
+            ["model", "version"],
             buckets=LATENCY_BUCKETS,
         ),
         compute_seconds=prom.Histogram(
-            "model_inference_seconds", "ONNX Runtime seconds per call, per model", ["model"], buckets=LATENCY_BUCKETS
+            "model_inference_seconds", "ONNX Runtime seconds per call, per model version", ["model", "version"], buckets=LATENCY_BUCKETS
         ),
-        batch_size=prom.Histogram("model_batch_size", "Rows per ONNX Runtime call, per model", ["model"], buckets=BATCH_BUCKETS),
+        batch_size=prom.Histogram(
+            "model_batch_size", "Rows per ONNX Runtime call, per model version", ["model", "version"], buckets=BATCH_BUCKETS
+        ),
         queue_depth=prom.Gauge(
             "model_queue_depth",
-            "Requests waiting for a batch, per model (summed over workers)",
-            ["model"],
+            "Requests waiting for a batch, per model version (summed over workers)",
+            ["model", "version"],
             multiprocess_mode="livesum",
         ),
     )

@@ -106,15 +106,20 @@ class Registry:
         store_name = self._public.get((task, name)) or name
         served = self._versions.get(store_name)
         if not served or served[0].task != task:
-            raise ModelNotFound(f"unknown {task} model {name[:100]!r}; available: {', '.join(self.names(task)) or 'none'}")
+            raise self._unknown(name)
         return self._pick(store_name, version)
+
+    def _unknown(self, name: str) -> ModelNotFound:
+        """The one answer for a name no served model has, whatever asked."""
+        public = sorted({rt.public_name for rt in self.runtimes.values()})
+        return ModelNotFound(f"unknown model {name[:100]!r}; served: {', '.join(public) or 'none'} (or their store names, see /v1/models)")
 
     def find(self, name: str, version: str | None = None) -> ModelRuntime:
         """A runtime by store name, else by public name (a classifier's, then a decoder's, then an encoder's)."""
         if name not in self._versions:
             name = next((self._public[(task, name)] for task in TASKS if (task, name) in self._public), name)
         if name not in self._versions:
-            raise ModelNotFound(f"unknown model {name[:100]!r}; available: {', '.join(sorted(self._versions)) or 'none'}")
+            raise self._unknown(name)
         return self._pick(name, version)
 
     def _pick(self, store_name: str, version: str | None) -> ModelRuntime:

@@ -65,7 +65,7 @@ def check_header(rt: ModelRuntime, tensor: Tensor, limit: int) -> tuple[int, ...
     if tensor.datatype not in allowed:
         pixels = " (pixels 0..255)" if "UINT8" in allowed else ""
         hint = f"UINT8{pixels} or FP32 in [0, 1]" if rt.kind.pixels else "FP32"
-        raise InvalidInput(f"input {name!r} of model {rt.store_name} takes {hint}, got {str(tensor.datatype)[:20]}")
+        raise InvalidInput(f"input {name!r} of model {rt.store_name} takes datatype {hint}, got {str(tensor.datatype)[:20]}")
     shape = tensor.shape
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers, got {str(list(shape))[:100]}")
@@ -100,7 +100,7 @@ def rows(rt: ModelRuntime, tensor: Tensor, full: tuple[int, ...]) -> np.ndarray:
     name = spec["name"]
     arr = np.asarray(tensor.array())
     if arr.size != math.prod(full):
-        raise InvalidInput(f"input {name!r}: shape {shape_text(tensor.shape)} holds {math.prod(full)} values, but {arr.size} were sent")
+        raise InvalidInput(f"input {name!r}: shape {shape_text(tensor.shape)} holds {math.prod(full)} elements, but {arr.size} were sent")
     if arr.dtype.kind not in "iuf":
         raise InvalidInput(f"input {name!r} must hold numbers, got {arr.dtype}")
     target = np.dtype(spec.get("dtype") or "float32")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from contract.artifacts import file_sha256, version_number
-from contract.errors import ModelIntegrityError, NotFound, NotReady
+from contract.artifacts import check_model_file, version_number
+from contract.errors import NotFound, NotReady
 
 from .kinds import Ensemble, ModelKind, kind_of
 
@@ -122,13 +122,7 @@ class ModelRuntime:
             if self.ready:
                 return
             started = time.perf_counter()
-            model_file = self.path / "model.onnx"
-            expected = self.metadata.get("sha256")
-            actual = file_sha256(model_file)
-            if not expected or actual != expected:
-                raise ModelIntegrityError(
-                    f"{self.store_name}:{self.version}: model.onnx sha256 {actual} does not match the stored {expected!r}"
-                )
+            model_file = check_model_file(self.path, self.metadata.get("sha256"), f"{self.store_name}:{self.version}")
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             if self.intra_op_threads:

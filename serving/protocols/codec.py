@@ -68,6 +68,11 @@ def arrays_to_npz(arrays: dict[str, np.ndarray]) -> bytes:
 # --- JSON pre-check ---------------------------------------------------------------------
 
 
+# Bodies up to this many times what the row limit allows are parsed, so that a few rows too many get
+# the data plane's row message (the same on every protocol); larger ones are refused unparsed.
+JSON_OVERSIZE = 2
+
+
 def check_json_counts(body: bytes, max_values: int, max_arrays: int, rows: str) -> None:
     """Refuse, before parsing, a JSON body with more arrays or values than any request within the
     row limits can hold: parsing ten million tiny arrays costs seconds and hundreds of MB before a

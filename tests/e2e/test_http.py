@@ -312,7 +312,7 @@ NAN_BODY = '{"model": "lstm", "images": [[' + ",".join(["[" + ",".join(["NaN"] +
             400,
             ["finite"],
         ),
-        ("post", "/v1/generate", {"json": {"model": "lstm", "z": [[1.0, 2.0]]}}, 404, ["lstm"]),
+        ("post", "/v1/generate", {"json": {"model": "lstm", "z": [[1.0, 2.0]]}}, 400, ["lstm", "not a decoder"]),
         ("post", "/v1/generate", {"json": {"model": "vae2", "z": [[1.0, 2.0]], "format": "gif"}}, 400, ["format"]),
         ("post", "/v1/generate/sample", {"json": {"model": "vae2", "n": 100000, "seed": 1}}, 413, ["n"]),
         ("post", "/v1/generate/sample", {"json": {"model": "vae2", "n": 0, "seed": 1}}, 400, ["n"]),

@@ -68,12 +68,12 @@ def test_confusion_matrix_of_every_classifier(http, server, model):
 @pytest.mark.parametrize(
     "path,params,status,words",
     [
-        ("/v1/plots/clusters", {"model": "lstm"}, 400, ["no encoder"]),
+        ("/v1/plots/clusters", {"model": "lstm"}, 400, ["not an encoder"]),
         ("/v1/plots/clusters", {"model": "vae9"}, 404, ["vae9"]),
         ("/v1/plots/clusters", {"model": "vae2", "dims": "0,2"}, 400, ["dims"]),
         ("/v1/plots/clusters", {"model": "vae4", "dims": "1"}, 400, ["dims"]),
         ("/v1/plots/clusters", {"model": "vae4", "dims": "a,b"}, 400, ["dims"]),
-        ("/v1/plots/confusion", {"model": "vae2"}, 404, ["vae2"]),
+        ("/v1/plots/confusion", {"model": "vae2"}, 400, ["vae2", "not a classifier"]),
         ("/v1/generate/manifold", {"model": "vae2", "axes": "maybe"}, 400, ["axes"]),
     ],
 )

@@ -179,7 +179,7 @@ REST_BAD = {
     "unknown version": (f"{CLASSIFIER}/versions/999", _body([_image()]), {}, 404, "no version"),
     "wrong datatype": (CLASSIFIER, _body([_image(datatype="FP64")]), {}, 400, "datatype"),
     "unknown datatype": (CLASSIFIER, _body([_image(datatype="FLOAT")]), {}, 400, "datatype"),
-    "shape not matching data": (CLASSIFIER, _body([_image(shape=[2, 28, 28])]), {}, 400, "1568 elements"),
+    "shape not matching data": (CLASSIFIER, _body([_image(shape=[2, 28, 28])]), {}, 400, "holds 1568 elements"),
     "wrong shape": (CLASSIFIER, _body([_image(shape=[1, 784], data=ZEROS)]), {}, 400, "must have shape"),
     "negative dimension": (CLASSIFIER, _body([_image(shape=[-1, 28, 28])]), {}, 400, "non-negative"),
     "missing input": (CLASSIFIER, _body([]), {}, 400, "takes one input"),

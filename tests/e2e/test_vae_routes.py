@@ -160,8 +160,8 @@ FASHION = [[[0] * 28] * 28]
 @pytest.mark.parametrize(
     "path,kwargs,status,words",
     [
-        ("/v1/encode", {"json": {"model": "lstm", "images": FASHION}}, 400, ["lstm", "no encoder"]),
-        ("/v1/encode", {"json": {"model": "ensemble", "images": FASHION}}, 400, ["no encoder"]),
+        ("/v1/encode", {"json": {"model": "lstm", "images": FASHION}}, 400, ["lstm", "not an encoder"]),
+        ("/v1/encode", {"json": {"model": "ensemble", "images": FASHION}}, 400, ["not an encoder"]),
         ("/v1/encode", {"json": {"model": "resnet", "images": FASHION}}, 404, ["resnet"]),
         ("/v1/encode", {"json": {"images": [[[0] * 27] * 28]}}, 400, ["28 x 28"]),
         ("/v1/encode", {"json": {"images": [[[2.0] * 28] * 28]}}, 400, ["[0, 1]"]),
@@ -171,7 +171,7 @@ FASHION = [[[0] * 28] * 28]
         ("/v1/encode", {"data": {"nothing": "here"}}, 415, ["multipart/form-data"]),
         ("/v1/encode", {"files": {"image": ("x.png", b"not an image")}}, 400, ["image"]),
         ("/v1/encode", {"content": b"\x93NUMPY garbage", "headers": {"content-type": "application/octet-stream"}}, 400, [".npy"]),
-        ("/v1/reconstruct", {"json": {"model": "gated-rnn", "images": FASHION}}, 400, ["no encoder"]),
+        ("/v1/reconstruct", {"json": {"model": "gated-rnn", "images": FASHION}}, 400, ["not an encoder"]),
         ("/v1/reconstruct", {"json": {"images": FASHION, "format": "gif"}}, 400, ["format"]),
         ("/v1/generate/interpolate", {"json": {"model": "vae2", "z": [[0, 0, 0], [1, 1, 1]]}}, 400, ["z", "2"]),
         ("/v1/generate/interpolate", {"json": {"model": "vae4", "z": [[0, 0], [1, 1]]}}, 400, ["z", "4"]),
@@ -179,7 +179,7 @@ FASHION = [[[0] * 28] * 28]
         ("/v1/generate/interpolate", {"json": {"model": "vae2", "z": [[0, 0], [1, 1]], "steps": 1}}, 400, ["steps"]),
         ("/v1/generate/interpolate", {"json": {"model": "vae2", "z": [[0, 0], [1, 1]], "steps": 101}}, 400, ["steps"]),
         ("/v1/generate/interpolate", {"json": {"model": "vae2"}}, 400, ["exactly one"]),
-        ("/v1/generate/interpolate", {"json": {"model": "lstm", "images": FASHION * 2}}, 400, ["no encoder"]),
+        ("/v1/generate/interpolate", {"json": {"model": "lstm", "images": FASHION * 2}}, 400, ["not an encoder"]),
         ("/v1/generate/interpolate", {"json": {"model": "vae2", "images": FASHION}}, 400, ["two"]),
         ("/v1/generate/interpolate", {"json": {"model": "vae2", "z": [[0, 0], [1, 1]], "format": "bmp"}}, 400, ["format"]),
     ],

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from contract import triton
 from contract.errors import InvalidInput
 from serving.core.dataplane import DataPlane
 from serving.core.kinds import Decoder
@@ -22,7 +23,7 @@ from serving.core.runtime import ModelRuntime
 from serving.protocols import codec
 
 SERVER_NAME = "digits"
-PLATFORM = "onnxruntime_onnx"
+PLATFORM = triton.PLATFORM
 # Extensions of the protocol this server implements (Triton's names, as ServerMetadata lists them).
 EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository")
 
@@ -58,9 +59,6 @@ def model_config(plane: DataPlane, rt: ModelRuntime) -> dict[str, Any]:
     for decoders the largest manifold side (what a client must keep to, over any protocol).
     """
 
-    def tensors(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"name": s["name"], "data_type": "TYPE_" + datatype_of(np.dtype(s["dtype"])), "dims": list(s["shape"][1:])} for s in specs]
-
     parameters = {
         "task": rt.task,
         "kind": rt.kind.name,
@@ -69,16 +67,15 @@ def model_config(plane: DataPlane, rt: ModelRuntime) -> dict[str, Any]:
     }
     if rt.kind is Decoder:
         parameters["max_manifold_n"] = str(plane.settings.max_manifold_n)
-    return {
-        "name": rt.store_name,
-        "platform": PLATFORM,
-        "backend": "onnxruntime",
-        "max_batch_size": plane.row_limit(rt),
-        "input": tensors(rt.signature["inputs"]),
-        "output": tensors(rt.signature["outputs"]),
-        "dynamic_batching": {},
-        "parameters": {key: {"string_value": value} for key, value in parameters.items()},
-    }
+    return triton.model_config(
+        rt.store_name,
+        rt.signature,
+        max_batch_size=plane.row_limit(rt),
+        max_queue_delay_us=round(plane.settings.queue_delay_ms * 1000),
+        warmup=(),
+        labels=False,
+        parameters=parameters,
+    )
 
 
 # ---------------------------------------------------------------- inputs

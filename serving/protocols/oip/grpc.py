@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 import numpy as np
 
+from contract import triton
 from contract.errors import Forbidden, InvalidInput, Unimplemented
 from contract.protos.inference import grpc_service_pb2 as pb
-from contract.protos.inference import model_config_pb2
 from serving.core.dataplane import DataPlane
 from serving.core.lifecycle import Lifecycle
 from serving.core.request import InferRequest, Output, Tensor
@@ -80,16 +80,7 @@ class InferenceServicer:
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext) -> Any:
         rt = self._model(request.name, request.version)
         config = v2.model_config(self.plane, rt)
-        message = model_config_pb2.ModelConfig(
-            name=config["name"],
-            platform=config["platform"],
-            backend=config["backend"],
-            max_batch_size=config["max_batch_size"],
-            input=[model_config_pb2.ModelInput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["input"]],
-            output=[model_config_pb2.ModelOutput(name=t["name"], data_type=t["data_type"], dims=t["dims"]) for t in config["output"]],
-            dynamic_batching=model_config_pb2.ModelDynamicBatching(),
-            parameters={k: model_config_pb2.ModelParameter(string_value=v["string_value"]) for k, v in config["parameters"].items()},
-        )
+        message = triton.config_message(config)
         return pb.ModelConfigResponse(config=message)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:

@@ -186,7 +186,7 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
     rt = _model(request, name, version)
     body = await request.body()
     header, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
-    limit = dataplane.row_limit(rt)
+    limit = dataplane.row_limit(rt) * codec.JSON_OVERSIZE
     per_row = math.prod(rt.row_shape)
     codec.check_json_counts(
         header, limit * per_row + JSON_SLACK, limit * (1 + rt.row_shape[0]) + JSON_SLACK, f"{limit} rows of {rt.store_name}"

@@ -36,7 +36,9 @@ IMAGE_VALUES, IMAGE_ARRAYS, LATENT_VALUES, JSON_SLACK = 28 * 28, 29, 1024, 64
 
 
 def image_counts(rows: int) -> tuple[int, int, str]:
-    return rows * IMAGE_VALUES + JSON_SLACK, rows * IMAGE_ARRAYS + JSON_SLACK, f"{rows} images"
+    """What a JSON body of images may hold before it is parsed (see codec.JSON_OVERSIZE)."""
+    n = rows * codec.JSON_OVERSIZE
+    return n * IMAGE_VALUES + JSON_SLACK, n * IMAGE_ARRAYS + JSON_SLACK, f"{rows} images (with room to spare)"
 
 
 def pixels_json(obj: Any, what: str = "images") -> Tensor:

@@ -22,9 +22,15 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
+# The model store's own module lists the store with BentoML's public API (inside the function that lists it);
+# training, serving and loadtests use it, clients never import it.
+STORE_SIDE = {ROOT / "contract" / "store.py": {"bentoml"}}
+
+
 def test_no_client_module_imports_the_server_or_training() -> None:
     for path in sorted((ROOT / "clients").rglob("*.py")) + sorted((ROOT / "contract").glob("*.py")):
-        assert not imported_roots(path) & set(FORBIDDEN), path
+        assert not imported_roots(path) & (set(FORBIDDEN) - STORE_SIDE.get(path, set())), path
+    assert not any("contract.store" in p.read_text() for p in (ROOT / "clients").rglob("*.py"))
 
 
 BLOCKED_RUN = r"""

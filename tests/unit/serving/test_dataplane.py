@@ -72,9 +72,14 @@ MISTAKES = [
         InvalidInput,
         "model mnist-lstm has no input 'pixels'; its input is 'images'",
     ),
-    ("lstm", Tensor.of(np.zeros((1, 28, 28), np.float64)), InvalidInput, "takes UINT8 (pixels 0..255) or FP32 in [0, 1], got FP64"),
+    (
+        "lstm",
+        Tensor.of(np.zeros((1, 28, 28), np.float64)),
+        InvalidInput,
+        "takes datatype UINT8 (pixels 0..255) or FP32 in [0, 1], got FP64",
+    ),
     ("lstm", Tensor.of(np.zeros((1, 28, 28), np.int64)), InvalidInput, "got INT64"),
-    ("vae2", Tensor.of(np.zeros((1, 2), np.uint8)), InvalidInput, "input 'z' of model fashion-vae2-decoder takes FP32, got UINT8"),
+    ("vae2", Tensor.of(np.zeros((1, 2), np.uint8)), InvalidInput, "input 'z' of model fashion-vae2-decoder takes datatype FP32, got UINT8"),
     ("lstm", Tensor.of(np.zeros((1, 784), np.float32)), InvalidInput, "must have shape N x 28 x 28, got 1 x 784"),
     ("lstm", Tensor("images", "FP32", (1, -28, 28), np.zeros(1)), InvalidInput, "shape must be a list of non-negative integers"),
     ("lstm", Tensor.of(np.zeros((0, 28, 28), np.float32)), InvalidInput, "must hold at least one row"),
@@ -93,7 +98,7 @@ MISTAKES = [
     ),
     ("lstm", Tensor.of(np.full((1, 28, 28), 2.0, np.float32)), InvalidInput, "values must be within [0, 1], got min 2 and max 2"),
     ("vae2", Tensor.of(np.array([[np.nan, 0.0]], np.float32)), InvalidInput, "contains 1 non-finite value(s)"),
-    ("lstm", Tensor("images", "FP32", (2, 28, 28), np.zeros(28 * 28)), InvalidInput, "holds 1568 values, but 784 were sent"),
+    ("lstm", Tensor("images", "FP32", (2, 28, 28), np.zeros(28 * 28)), InvalidInput, "holds 1568 elements, but 784 were sent"),
 ]
 
 

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from contract import tensors
+from contract.artifacts import file_sha256
 from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from loadtests.server import free_port
 from serving.core.dataplane import DataPlane
 from serving.core.engine import Engine
 from serving.core.registry import Registry
-from serving.core.runtime import ModelRuntime, file_sha256
+from serving.core.runtime import ModelRuntime
 from serving.protocols import grpc_services
 from serving.settings import Settings
 from serving.transport.grpc import GrpcServer

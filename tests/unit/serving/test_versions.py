@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from contract.store import Stored
 from serving.core import versions
-from serving.core.lifecycle import Control, Stored
+from serving.core.lifecycle import Control
 from serving.settings import Settings
 
 
