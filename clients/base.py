@@ -35,7 +35,8 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.1
 # The server's default row limit per request (SERVING_MAX_IMAGES_PER_REQUEST, SERVING_MAX_GENERATE_N);
-# clients split bigger inputs into requests of at most this many rows.
+# classify and generate split bigger inputs into requests of at most this many rows on both transports.
+# sample and manifold are one operation each: their limits are the server's, the same on both transports.
 DEFAULT_MAX_BATCH_ROWS = 256
 
 PathOrBytes = str | os.PathLike[str] | bytes
@@ -98,7 +99,9 @@ class Client(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, n: int, seed: int, model: str | None = None) -> np.ndarray:
-        """Decode ``n`` standard-normal latent points drawn with ``seed``; N x 28 x 28 float32."""
+        """Decode ``n`` standard-normal latent points drawn with ``seed``; N x 28 x 28 float32.
+
+        One request: ``n`` over the decoder's row limit is the server's InvalidRequestError."""
 
     @abc.abstractmethod
     def manifold(
@@ -109,7 +112,9 @@ class Client(abc.ABC):
         dims: Sequence[int] = (0, 1),
         fixed: Sequence[float] | None = None,
     ) -> bytes:
-        """PNG of an n x n grid decoded over [-scale, scale] along latent ``dims``, others at ``fixed``."""
+        """PNG of an n x n grid decoded over [-scale, scale] along latent ``dims``, others at ``fixed``.
+
+        ``n`` over the decoder's ``max_manifold_n`` (40 by default) is an InvalidRequestError."""
 
     @abc.abstractmethod
     def models(self) -> list[dict[str, Any]]:

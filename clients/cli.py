@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .png (or .npy for the float array; - for stdout)")
 
     p = command("sample", "decode n random latent points (reproducible by seed) into a grid", SAMPLE_EPILOG)
-    p.add_argument("-n", type=int, default=16, help="how many images")
+    p.add_argument("-n", type=int, default=16, help="how many images, at most the server's row limit (256 by default)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the latent points")
     p.add_argument("--model", help="a generator the server serves (`digits-client models`); default: the server's choice")
     p.add_argument("--cols", type=int, default=None, help="grid columns (default: ceil(sqrt(n)))")
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("manifold", "decode an n x n grid of the latent space into one PNG", MANIFOLD_EPILOG)
     p.add_argument("--model", help="a generator the server serves (`digits-client models`); default: the server's choice")
-    p.add_argument("--n", type=int, default=30, help="grid side")
+    p.add_argument("--n", type=int, default=30, help="grid side, at most the server's max_manifold_n (40 by default)")
     p.add_argument("--scale", type=float, default=2.0, help="latent range [-scale, scale]")
     p.add_argument("--dims", nargs=2, type=int, default=[0, 1], metavar=("X", "Y"), help="the two latent dims varied")
     p.add_argument(

@@ -261,6 +261,46 @@ def test_bad_requests_raise_the_same_exceptions_on_both_transports(
     assert info.value.status == 413
 
 
+# What the server answers for the same mistake over every protocol (the settings' defaults).
+SAME_MISTAKES = [
+    ("sample", {"n": 1000, "seed": 0}, "at most 256 latent points per request for model fashion-vae2-decoder, got 1000"),
+    ("sample", {"n": 100_000, "seed": 0, "model": "vae4"}, None),
+    ("sample", {"n": 0, "seed": 0}, None),
+    ("sample", {"n": -3, "seed": 0}, None),
+    ("manifold", {"n": 100}, "n must be at most 40, got 100"),
+    ("manifold", {"n": 41, "model": "vae4"}, "n must be at most 40, got 41"),
+    ("manifold", {"n": 0}, None),
+    ("manifold", {"n": 5, "scale": 1000.0}, None),
+    ("manifold", {"n": 5, "scale": 0.0}, None),
+    ("manifold", {"n": 5, "dims": (0, 5)}, None),
+    ("manifold", {"n": 5, "dims": (0, 0.5)}, None),
+    ("manifold", {"n": 5, "model": "vae4", "fixed": [0.0, 1.0]}, None),
+    ("manifold", {"n": 5, "fixed": [0.0, float("nan")]}, None),
+]
+
+
+@pytest.mark.parametrize("method, options, message", SAME_MISTAKES, ids=[f"{m}-{o}" for m, o, _ in SAME_MISTAKES])
+def test_the_same_mistake_fails_alike_on_both_transports(
+    http: HTTPClient, grpc: GRPCClient, method: str, options: dict[str, Any], message: str | None
+) -> None:
+    with pytest.raises(InvalidRequestError) as over_http:
+        getattr(http, method)(**options)
+    with pytest.raises(InvalidRequestError) as over_grpc:
+        getattr(grpc, method)(**options)
+    assert type(over_http.value) is type(over_grpc.value) is InvalidRequestError
+    assert over_grpc.value.message == over_http.value.message
+    if message is not None:
+        assert over_http.value.message == message
+        assert (over_http.value.status, over_grpc.value.code) == (413, "RESOURCE_EXHAUSTED" if method == "sample" else None)
+
+
+def test_grpc_keeps_the_limits_the_model_config_reports(grpc: GRPCClient) -> None:
+    # The biggest manifold and sample HTTP accepts are accepted over gRPC too, within the row limit per call.
+    with Image.open(io.BytesIO(grpc.manifold(n=40))) as img:
+        assert img.size == (40 * 28, 40 * 28)
+    assert grpc.sample(256, seed=3).shape == (256, 28, 28)
+
+
 def test_unreachable_servers_raise_unavailable_after_retries() -> None:
     port = closed_port()
     with HTTPClient(f"http://127.0.0.1:{port}", retries=2, backoff=0.01) as client:
@@ -366,6 +406,17 @@ def test_cli_bad_requests_exit_2(server: Any, catalog: dict[str, dict[str, Any]]
 
     run = cli("--grpc", server.grpc_target, "manifold", "--dims", "0", "5", "-o", str(tmp_path / "m.png"))
     assert run.returncode == 2 and "error: " in run.stderr and "dims" in run.stderr
+
+
+def test_cli_refuses_the_same_limits_alike_on_both_transports(server: Any, tmp_path: Path) -> None:
+    for command, message in (
+        (["sample", "-n", "1000"], "at most 256 latent points per request for model fashion-vae2-decoder, got 1000"),
+        (["manifold", "--n", "100"], "n must be at most 40, got 100"),
+    ):
+        for transport in (["--url", server.http_url], ["--grpc", server.grpc_target]):
+            run = cli(*transport, *command, "-o", str(tmp_path / "x.png"))
+            assert (run.returncode, run.stderr) == (2, f"error: {message}\n"), (transport, command)
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_cli_unreachable_server_exits_3() -> None:

@@ -96,3 +96,18 @@ def test_grpc_error_keeps_code_and_details() -> None:
     assert isinstance(e, NotFoundError)
     assert (e.code, e.status, e.message) == ("NOT_FOUND", None, "unknown model 'mnist-nope'; available: mnist-lstm")
     assert error_from_grpc("INTERNAL", "").message == "gRPC status INTERNAL"
+
+
+def test_each_server_error_is_one_client_class_over_http_and_grpc() -> None:
+    from contract.errors import ERROR_TABLE, MethodNotAllowed, PayloadTooLarge
+
+    for server_class, (status, code) in ERROR_TABLE.items():
+        if server_class is MethodNotAllowed:  # HTTP only: a wrong method is the caller's bug, not an input a user can fix
+            continue
+        assert class_for_http_status(status) is class_for_grpc_code(code), server_class
+    # A limit (HTTP 413, gRPC RESOURCE_EXHAUSTED) is an invalid request on both, with the server's message.
+    message = "at most 256 latent points per request for model fashion-vae2-decoder, got 1000"
+    status, code = ERROR_TABLE[PayloadTooLarge]
+    over_http, over_grpc = error_from_http(status, {"error": message, "type": "PayloadTooLarge"}), error_from_grpc(code, message)
+    assert type(over_http) is type(over_grpc) is InvalidRequestError
+    assert over_http.message == over_grpc.message == message

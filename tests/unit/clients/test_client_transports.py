@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -244,3 +246,244 @@ def test_grpc_model_names_and_defaults_come_from_the_servers_catalog(grpc_client
     monkeypatch.setattr(grpc_client, "models", lambda: grpc_client._catalog)
     with pytest.raises(NotFoundError, match="no default generation model"):
         grpc_client._entry(None, "generation")
+
+
+# -- the same limits on both transports ----------------------------------------------------------
+
+ROW_LIMIT, MANIFOLD_N = 256, 40
+DECODER, CLASSIFIER = "fashion-vae2-decoder", "mnist-lstm"
+# What the server answers over every protocol for the two mistakes of issue 19.
+SAMPLE_MESSAGE = f"at most {ROW_LIMIT} latent points per request for model {DECODER}, got 1000"
+MANIFOLD_MESSAGE = f"n must be at most {MANIFOLD_N}, got 100"
+
+
+def rows_message(store: str, rows: int) -> str:
+    what = "latent points" if store == DECODER else "images"
+    return f"at most {ROW_LIMIT} {what} per request for model {store}, got {rows}"
+
+
+class FakeServer:
+    """The server side of a GRPCClient's stubs (v2 RepositoryIndex/ModelConfig, GetModelMetadata, Predict) with one
+    classifier and one decoder; Predict keeps the row limit with the server's message. Records each Predict as
+    (store, declared shape, whether values came)."""
+
+    MODELS = {
+        CLASSIFIER: ("lstm", "classifier", "classification", "images", [-1, 28, 28], "probabilities", [-1, 10]),
+        DECODER: ("vae2", "decoder", "generation", "z", [-1, 2], "images", [-1, 28, 28, 1]),
+    }
+
+    def __init__(self, max_batch_size: int = ROW_LIMIT, max_manifold_n: int = MANIFOLD_N) -> None:
+        self.max_batch_size, self.max_manifold_n = max_batch_size, max_manifold_n
+        self.predicts: list[tuple[str, list[int], bool]] = []
+
+    def RepositoryIndex(self, request: Any, timeout: float) -> Any:
+        from contract.protos.inference import grpc_service_pb2 as v2
+
+        return v2.RepositoryIndexResponse(models=[v2.RepositoryIndexResponse.ModelIndex(name=name) for name in self.MODELS])
+
+    def ModelConfig(self, request: Any, timeout: float) -> Any:
+        from contract.protos.inference import grpc_service_pb2 as v2
+        from contract.protos.inference import model_config_pb2
+
+        public, kind, task = self.MODELS[request.name][:3]
+        parameters = {"task": task, "kind": kind, "public_name": public, "default": "true"}
+        if kind == "decoder":
+            parameters["max_manifold_n"] = str(self.max_manifold_n)
+        config = model_config_pb2.ModelConfig(
+            name=request.name,
+            max_batch_size=self.max_batch_size,
+            parameters={k: model_config_pb2.ModelParameter(string_value=v) for k, v in parameters.items()},
+        )
+        return v2.ModelConfigResponse(config=config)
+
+    def GetModelMetadata(self, request: Any, timeout: float) -> Any:
+        from contract.protos.tensorflow.core.framework import types_pb2
+        from contract.protos.tensorflow.core.protobuf import meta_graph_pb2
+        from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2
+
+        _public, _kind, _task, input_name, input_shape, output_name, output_shape = self.MODELS[request.model_spec.name]
+        sig = meta_graph_pb2.SignatureDef(method_name="tensorflow/serving/predict")
+        for tensors, name, shape in ((sig.inputs, input_name, input_shape), (sig.outputs, output_name, output_shape)):
+            info = tensors[name]
+            info.dtype = types_pb2.DT_FLOAT
+            for size in shape:
+                info.tensor_shape.dim.add(size=size)
+        sigs = get_model_metadata_pb2.SignatureDefMap()
+        sigs.signature_def["serving_default"].CopyFrom(sig)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = 1
+        response.metadata["signature_def"].Pack(sigs)
+        return response
+
+    def Predict(self, request: Any, timeout: float) -> Any:
+        from contract.protos.tensorflow_serving.apis import predict_pb2
+        from contract.tensors import array_to_tensor_proto
+
+        store = request.model_spec.name
+        _public, _kind, _task, input_name, _shape, output_name, output_shape = self.MODELS[store]
+        tensor = request.inputs[input_name]
+        shape = [int(d.size) for d in tensor.tensor_shape.dim]
+        self.predicts.append((store, shape, bool(tensor.tensor_content or tensor.float_val or tensor.int_val)))
+        if shape[0] > ROW_LIMIT:  # the server's limit, whatever the config says
+            raise FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, rows_message(store, shape[0]))
+        if not self.predicts[-1][2]:
+            raise FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, f"input {input_name!r}: no values were sent")
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = store
+        response.outputs[output_name].CopyFrom(array_to_tensor_proto(np.zeros((shape[0], *output_shape[1:]), np.float32)))
+        return response
+
+
+def fake_http_server(request: httpx.Request) -> httpx.Response:
+    """The HTTP routes sample, manifold, classify and generate with the server's limits and messages."""
+    path = request.url.path
+    if path == "/v1/generate/sample":
+        n = json.loads(request.content)["n"]
+        if n > ROW_LIMIT:
+            return httpx.Response(413, json={"error": rows_message(DECODER, n), "type": "PayloadTooLarge"})
+        return httpx.Response(200, json={"model": "vae2", "version": "1", "images": np.zeros((n, 28, 28)).tolist()})
+    if path == "/v1/generate/manifold":
+        n = int(request.url.params["n"])
+        if n > MANIFOLD_N:
+            return httpx.Response(413, json={"error": f"n must be at most {MANIFOLD_N}, got {n}", "type": "PayloadTooLarge"})
+        return httpx.Response(200, content=b"\x89PNG", headers={"Content-Type": "image/png"})
+    rows = len(json.loads(request.content)["images" if path == "/v1/classify" else "z"])
+    if rows > ROW_LIMIT:
+        return httpx.Response(413, json={"error": rows_message(CLASSIFIER, rows), "type": "PayloadTooLarge"})
+    if path == "/v1/classify":
+        return httpx.Response(200, json={"model": "lstm", "version": "1", "predictions": [CLASSIFIED["predictions"][0]] * rows})
+    return httpx.Response(200, json={"model": "vae2", "version": "1", "images": np.zeros((rows, 28, 28)).tolist()})
+
+
+class Recorder:
+    def __init__(self, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.handler, self.requests = handler, []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.handler(request)
+
+
+@pytest.fixture
+def transports(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """(HTTP client, its recorded requests, gRPC client, its fake server), both on the same fake server rules."""
+    recorder = Recorder(fake_http_server)
+    http = HTTPClient("http://test", transport=httpx.MockTransport(recorder), sleep=lambda s: None)
+    server = FakeServer()
+    grpc_client = GRPCClient("127.0.0.1:1", sleep=lambda s: None)
+    monkeypatch.setattr(grpc_client, "_stub", lambda: server)
+    monkeypatch.setattr(grpc_client, "_v2", lambda: server)
+    yield http, recorder.requests, grpc_client, server
+    http.close()
+    grpc_client.close()
+
+
+def test_sample_over_the_row_limit_fails_alike_and_costs_the_grpc_client_nothing(transports: Any) -> None:
+    http, requests, grpc_client, server = transports
+    with pytest.raises(InvalidRequestError) as over_http:
+        http.sample(1000, seed=0)
+    with pytest.raises(InvalidRequestError) as over_grpc:
+        grpc_client.sample(1000, seed=0)
+    assert type(over_http.value) is type(over_grpc.value) is InvalidRequestError
+    assert over_http.value.message == over_grpc.value.message == SAMPLE_MESSAGE
+    assert (over_http.value.status, over_grpc.value.code) == (413, "RESOURCE_EXHAUSTED")
+    assert len(requests) == 1
+    # One Predict that declares the 1000 rows and carries no values: the server's limit refuses it by its shape.
+    assert server.predicts == [(DECODER, [1000, 2], False)]
+
+
+def test_sample_is_one_request_on_both_transports(transports: Any) -> None:
+    http, requests, grpc_client, server = transports
+    http.max_batch_rows = grpc_client.max_batch_rows = 7  # splits classify and generate, never a sample
+    assert http.sample(16, seed=1).shape == grpc_client.sample(16, seed=1).shape == (16, 28, 28)
+    assert len(requests) == 1
+    assert server.predicts == [(DECODER, [16, 2], True)]
+
+
+def test_manifold_over_max_manifold_n_fails_alike_and_no_grid_is_requested(transports: Any) -> None:
+    http, requests, grpc_client, server = transports
+    with pytest.raises(InvalidRequestError) as over_http:
+        http.manifold(n=100)
+    with pytest.raises(InvalidRequestError) as over_grpc:
+        grpc_client.manifold(n=100)
+    assert type(over_http.value) is type(over_grpc.value) is InvalidRequestError
+    assert over_http.value.message == over_grpc.value.message == MANIFOLD_MESSAGE
+    assert len(requests) == 1
+    assert server.predicts == []  # no 100 x 100 grid, in one call or in many
+
+
+def test_the_manifold_limit_comes_from_the_model_config(transports: Any) -> None:
+    _http, _requests, grpc_client, server = transports
+    server.max_manifold_n = 12
+    with pytest.raises(InvalidRequestError, match=r"^n must be at most 12, got 13$"):
+        grpc_client.manifold(n=13)
+    assert server.predicts == []
+
+
+@pytest.mark.parametrize("max_batch_size, calls", [(ROW_LIMIT, 7), (100, 16)])
+def test_the_manifold_grid_is_decoded_within_the_row_limit(transports: Any, max_batch_size: int, calls: int) -> None:
+    from PIL import Image
+
+    _http, _requests, grpc_client, server = transports
+    server.max_batch_size = max_batch_size
+    png = grpc_client.manifold(n=MANIFOLD_N)
+    with Image.open(io.BytesIO(png)) as img:
+        assert img.size == (MANIFOLD_N * 28, MANIFOLD_N * 28)
+    sizes = [shape[0] for _store, shape, _values in server.predicts]
+    assert len(sizes) == calls and max(sizes) <= max_batch_size and sum(sizes) == MANIFOLD_N**2
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"n": 0}, "n must be at least 1, got 0"),
+        ({"scale": 1000.0}, "scale must be a number in (0, 100], got 1000"),
+        ({"scale": float("nan")}, "scale must be a number in (0, 100], got nan"),
+        ({"dims": (0, 5)}, "dims must be two distinct indices in 0..1, got '0,5'"),
+        ({"dims": (1, 1)}, "dims must be two distinct indices in 0..1, got '1,1'"),
+        ({"dims": (0.5, 1)}, "dims must be comma-separated ints, got '0.5,1'"),
+        ({"fixed": [1.0]}, "fixed must be 2 finite numbers (one per latent dim of vae2), got 1"),
+        ({"fixed": []}, "fixed must be comma-separated floats, got ''"),
+    ],
+)
+def test_grpc_manifold_parameters_are_refused_as_the_http_route_refuses_them(transports: Any, options: dict, message: str) -> None:
+    _http, _requests, grpc_client, server = transports
+    with pytest.raises(InvalidRequestError) as info:
+        grpc_client.manifold(**options)
+    assert info.value.message == message
+    assert server.predicts == []
+
+
+def test_classify_and_generate_split_alike_and_keep_the_servers_limit(transports: Any) -> None:
+    http, requests, grpc_client, server = transports
+    images = np.zeros((300, 28, 28), np.uint8)
+    assert len(http.classify(images, model="lstm")) == len(grpc_client.classify(images, model="lstm")) == 300
+    assert [len(json.loads(r.content)["images"]) for r in requests] == [256, 44]
+    assert [shape[0] for _store, shape, _values in server.predicts] == [256, 44]
+
+    # Rows per request past the server's limit: the same refusal on both transports.
+    http.max_batch_rows = grpc_client.max_batch_rows = 300
+    with pytest.raises(InvalidRequestError) as over_http:
+        http.classify(images, model="lstm")
+    with pytest.raises(InvalidRequestError) as over_grpc:
+        grpc_client.classify(images, model="lstm")
+    assert over_http.value.message == over_grpc.value.message == rows_message(CLASSIFIER, 300)
+
+
+@pytest.mark.parametrize("argv", [["sample", "-n", "1000", "-o", "x.png"], ["manifold", "--n", "100", "-o", "x.png"]])
+def test_the_cli_exits_alike_on_both_transports(
+    transports: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any, argv: list[str]
+) -> None:
+    import clients
+    from clients.cli import main
+
+    http, _requests, grpc_client, _server = transports
+    monkeypatch.setattr(clients, "connect", lambda url=None, grpc=None, **options: grpc_client if grpc else http)
+    monkeypatch.chdir(tmp_path)
+    outcomes = []
+    for transport in (["--url", "http://test"], ["--grpc", "127.0.0.1:1"]):
+        outcomes.append((main([*transport, *argv]), capsys.readouterr().err))
+    message = SAMPLE_MESSAGE if argv[0] == "sample" else MANIFOLD_MESSAGE
+    assert outcomes == [(2, f"error: {message}\n")] * 2
+    assert not (tmp_path / "x.png").exists()
