@@ -31,7 +31,8 @@ import bentoml
 
 from .core.dataplane import DataPlane
 from .core.engine import Engine
-from .core.metrics import LATENCY_BUCKETS
+from .core.lifecycle import Lifecycle
+from .core.metrics import LATENCY_BUCKETS, engine_metrics
 from .protocols import grpc_services
 from .protocols.demo import demo
 from .protocols.oip.rest import api as v2_api
@@ -74,8 +75,11 @@ class DigitsService:
         # Served from a built Bento: exactly the model versions it was built with, not the store's newest.
         bento = DigitsService.bento  # type: ignore[attr-defined]  # set by @bentoml.service
         pinned = [str(m.tag) for m in bento.info.all_models] if bento is not None else []
-        self.engine = Engine.from_store(SETTINGS, pinned)
-        self.dataplane = DataPlane(self.engine)
+        # Over SERVING_MODELS, else ``pinned``, else what the version policies select from the store,
+        # kept up to date by the lifecycle.
+        self.engine = Engine(SETTINGS, metrics=engine_metrics())
+        self.lifecycle = Lifecycle(self.engine, SETTINGS, pinned)
+        self.dataplane = DataPlane(self.engine, self.lifecycle)
         for app in (api, v2_api):
             http.attach(app, self.dataplane)
         self.grpc: Any = None  # the GrpcServer, when SERVING_GRPC_PORT is not 0
@@ -84,7 +88,7 @@ class DigitsService:
         # Load before this worker accepts connections: workers share one socket and each has its own
         # engine, so a worker still loading must not be the one that answers /readyz (or a request).
         try:
-            self.engine.load()
+            self.engine.load(self.lifecycle.initial_registry())
         except Exception:
             logger.exception("loading models failed; the service stays unready")
 
@@ -95,8 +99,7 @@ class DigitsService:
     async def start_grpc(self) -> None:
         """Start the gRPC front and the model lifecycle (hot reload) on this worker's loop, and hear
         SIGTERM before the HTTP server does."""
-        if self.engine.lifecycle is not None:
-            self.engine.lifecycle.start()
+        self.lifecycle.start()
         if SETTINGS.grpc_port:
             from .transport.grpc import GrpcServer
 
@@ -166,6 +169,7 @@ class DigitsService:
         self.engine.draining = True
         if self._grpc_stopped is not None:
             await self._grpc_stopped
+        await self.lifecycle.stop()
         await self.engine.close()
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from contract.errors import InvalidInput, ModelNotFound
+from contract.errors import Forbidden, InvalidInput, ModelNotFound
 
 from .engine import Engine
 from .kinds import ModelKind
+from .lifecycle import Lifecycle
 from .request import InferRequest, InferResponse, Output
 from .rules import check_header, rows
 from .runtime import ModelRuntime
@@ -27,9 +28,16 @@ from .runtime import ModelRuntime
 class DataPlane:
     """Resolve, check, run: the one path from a decoded request to its answer."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, lifecycle: Lifecycle | None = None) -> None:
         self.engine = engine
         self.settings = engine.settings
+        self.lifecycle = lifecycle  # None: a fixed set of models (tests, benchmarks): no control API
+
+    def control(self) -> Lifecycle:
+        """The model lifecycle, for the control API (Triton's repository extension, labels)."""
+        if self.lifecycle is None:
+            raise Forbidden("this server has a fixed set of models; there is no model repository control")
+        return self.lifecycle
 
     # ------------------------------------------------------------ models
 

@@ -1,11 +1,11 @@
-"""The serving engine: one per worker process, the only thing the protocol fronts call.
+"""The serving engine: one per worker process, what the data plane runs requests on.
 
-It owns the registry of ONNX Runtime sessions, one :class:`~serving.batcher.Batcher`
+It owns the registry of ONNX Runtime sessions, one :class:`~serving.core.batcher.Batcher`
 per served model version (requests from every front share its batches), the direct path for
 requests that already are batches (bulk ``.npy``, the manifold), the per-model metrics and the
-PNG cache (manifolds and plots). Its :class:`~serving.lifecycle.Lifecycle` decides which versions
-are served and adds and retires them while it serves. Fronts validate and translate; they hand the
-engine float32 rows that match the model's signature and get numpy arrays back. An ensemble has no
+PNG cache (manifolds and plots). A :class:`~serving.core.lifecycle.Lifecycle` decides which versions
+are served and adds and retires them while it serves. The data plane checks every request and hands
+the engine float32 rows that match the model's signature; it gets numpy arrays back. An ensemble has no
 batcher of its own: its rows go through each member's batcher (one batch each, concurrently) and
 the answer is the mean.
 """
@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -29,8 +29,7 @@ from serving.settings import Settings
 from . import plots, versions
 from .batcher import Batcher
 from .kinds import Decoder
-from .lifecycle import Lifecycle
-from .metrics import EngineMetrics, engine_metrics
+from .metrics import EngineMetrics
 from .registry import Registry
 from .runtime import EnsembleRuntime, ModelRuntime, mean_probabilities
 
@@ -71,27 +70,19 @@ class Engine:
         self.settings = settings
         self.registry = registry if registry is not None else Registry([], settings.default_classifier)
         self.metrics = metrics
-        self.lifecycle: Lifecycle | None = None  # None: a fixed registry (tests, benchmarks)
         self.manifolds = PNGCache(settings.manifold_cache)
         self.batchers: dict[tuple[str, str], Batcher] = {}
         self.started = time.monotonic()
         self.warm = False
         self.draining = False  # set on SIGTERM: every protocol reports unready while in-flight requests finish
 
-    @classmethod
-    def from_store(cls, settings: Settings, pinned: Sequence[str] = ()) -> Engine:
-        """An engine over SERVING_MODELS, else ``pinned`` (a Bento's own models), else what the version
-        policies select from the store, kept up to date by its lifecycle."""
-        engine = cls(settings, None, engine_metrics())
-        engine.lifecycle = Lifecycle(engine, settings, pinned)
-        return engine
-
     # ------------------------------------------------------------ lifecycle
 
-    def load(self) -> None:
-        """Load and warm every model version to serve, make its batcher, render the default manifolds; then ready."""
-        if self.lifecycle is not None:
-            self.registry = self.lifecycle.initial_registry()
+    def load(self, registry: Registry | None = None) -> None:
+        """Load and warm every model version to serve (``registry``, else the one given at construction),
+        make its batcher, render the default manifolds; then ready."""
+        if registry is not None:
+            self.registry = registry
         self.registry.load_all()
         for rt in self.registry.served():
             if isinstance(rt, EnsembleRuntime):
@@ -108,8 +99,6 @@ class Engine:
         return self.warm and self.registry.ready and not self.draining
 
     async def close(self) -> None:
-        if self.lifecycle is not None:
-            await self.lifecycle.stop()
         await asyncio.gather(*(b.close() for b in self.batchers.values()))
 
     async def add(self, rt: ModelRuntime) -> None:

@@ -65,26 +65,6 @@ def arrays_to_npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-# --- JSON pre-check ---------------------------------------------------------------------
-
-
-# Bodies up to this many times what the row limit allows are parsed, so that a few rows too many get
-# the data plane's row message (the same on every protocol); larger ones are refused unparsed.
-JSON_OVERSIZE = 2
-
-
-def check_json_counts(body: bytes, max_values: int, max_arrays: int, rows: str) -> None:
-    """Refuse, before parsing, a JSON body with more arrays or values than any request within the
-    row limits can hold: parsing ten million tiny arrays costs seconds and hundreds of MB before a
-    row check could refuse them. Counts ``[`` and ``,`` bytes (an upper bound; strings may hold some)."""
-    arrays = body.count(b"[")
-    if arrays > max_arrays:
-        raise PayloadTooLarge(f"the JSON body holds {arrays} arrays; at most {max_arrays} fit {rows}")
-    values = body.count(b",") + 1
-    if values > max_values:
-        raise PayloadTooLarge(f"the JSON body holds about {values} values; at most {max_values} fit {rows}")
-
-
 # --- JSON numbers ----------------------------------------------------------------------
 
 

@@ -15,10 +15,9 @@ import grpc
 import numpy as np
 
 from contract import triton
-from contract.errors import Forbidden, InvalidInput, Unimplemented
+from contract.errors import InvalidInput, Unimplemented
 from contract.protos.inference import grpc_service_pb2 as pb
 from serving.core.dataplane import DataPlane
-from serving.core.lifecycle import Lifecycle
 from serving.core.request import InferRequest, Output, Tensor
 from serving.core.runtime import ModelRuntime
 from serving.transport.grpc import guarded_handler, unimplemented_handler
@@ -115,23 +114,18 @@ class InferenceServicer:
         return response
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> Any:
-        rows = self._lifecycle().repository_index()
+        rows = self.plane.control().repository_index()
         if request.ready:
             rows = [r for r in rows if r["state"] == "READY"]
         return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r) for r in rows])
 
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext) -> Any:
-        await self._lifecycle().load(request.model_name, _version_parameter(request.parameters))
+        await self.plane.control().load(request.model_name, _version_parameter(request.parameters))
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext) -> Any:
-        await self._lifecycle().unload(request.model_name, _version_parameter(request.parameters))
+        await self.plane.control().unload(request.model_name, _version_parameter(request.parameters))
         return pb.RepositoryModelUnloadResponse()
-
-    def _lifecycle(self) -> Lifecycle:
-        if self.engine.lifecycle is None:
-            raise Forbidden("this server has a fixed set of models; there is no model repository control")
-        return self.engine.lifecycle
 
     def handlers(self) -> grpc.GenericRpcHandler:
         """Method handlers: requests parsed here (undecodable bytes are INVALID_ARGUMENT); the rest UNIMPLEMENTED."""

@@ -19,12 +19,19 @@ from fastapi import Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from contract.errors import Forbidden, InvalidInput, error_message
-from serving.core.lifecycle import Lifecycle
+from contract.errors import InvalidInput, error_message
 from serving.core.request import BYTES, InferRequest, InferResponse, Output, datatype_of
 from serving.core.runtime import ModelRuntime
-from serving.protocols import codec
-from serving.transport.http import JSON, RETRY_AFTER_S, invalid_request, plane, protocol_app, until_disconnect
+from serving.transport.http import (
+    JSON,
+    JSON_OVERSIZE,
+    RETRY_AFTER_S,
+    check_json_counts,
+    invalid_request,
+    plane,
+    protocol_app,
+    until_disconnect,
+)
 
 from . import common as v2
 
@@ -118,13 +125,6 @@ class RepositoryRequest(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
-def _lifecycle(request: Request) -> Lifecycle:
-    lifecycle = plane(request).engine.lifecycle
-    if lifecycle is None:
-        raise Forbidden("this server has a fixed set of models; there is no model repository control")
-    return lifecycle
-
-
 async def _version_parameter(request: Request) -> str:
     """``parameters.version`` of a load/unload body (our extension: one version); an empty body is fine.
     Parsed here rather than by FastAPI: Triton's clients send JSON without a JSON content type."""
@@ -143,7 +143,7 @@ async def _version_parameter(request: Request) -> str:
 
 @api.post("/repository/index", summary="Every stored model version and its state here: READY, LOADING or UNAVAILABLE (why)")
 async def repository_index(request: Request) -> Response:
-    return JSON(_lifecycle(request).repository_index())
+    return JSON(plane(request).control().repository_index())
 
 
 @api.post(
@@ -151,7 +151,7 @@ async def repository_index(request: Request) -> Response:
     summary="Serve a model (parameters.version: one version) now, on every worker; needs SERVING_MODEL_CONTROL",
 )
 async def repository_load(name: ModelName, request: Request) -> Response:
-    await _lifecycle(request).load(name, await _version_parameter(request))
+    await plane(request).control().load(name, await _version_parameter(request))
     return JSON({})
 
 
@@ -160,7 +160,7 @@ async def repository_load(name: ModelName, request: Request) -> Response:
     summary="Stop serving a model (parameters.version: one version), on every worker; needs SERVING_MODEL_CONTROL",
 )
 async def repository_unload(name: ModelName, request: Request) -> Response:
-    await _lifecycle(request).unload(name, await _version_parameter(request))
+    await plane(request).control().unload(name, await _version_parameter(request))
     return JSON({})
 
 
@@ -186,11 +186,9 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
     rt = _model(request, name, version)
     body = await request.body()
     header, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
-    limit = dataplane.row_limit(rt) * codec.JSON_OVERSIZE
+    limit = dataplane.row_limit(rt) * JSON_OVERSIZE
     per_row = math.prod(rt.row_shape)
-    codec.check_json_counts(
-        header, limit * per_row + JSON_SLACK, limit * (1 + rt.row_shape[0]) + JSON_SLACK, f"{limit} rows of {rt.store_name}"
-    )
+    check_json_counts(header, limit * per_row + JSON_SLACK, limit * (1 + rt.row_shape[0]) + JSON_SLACK, f"{limit} rows of {rt.store_name}")
     try:
         req = InferenceRequest.model_validate(orjson.loads(header))
     except orjson.JSONDecodeError as e:

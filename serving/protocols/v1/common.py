@@ -19,7 +19,7 @@ from contract.errors import InvalidInput
 from serving.core.request import Tensor
 from serving.core.runtime import ModelRuntime
 from serving.protocols import codec
-from serving.transport.http import JSON
+from serving.transport.http import JSON, JSON_OVERSIZE
 
 # The model name in a path, with examples so generated tests (Schemathesis) reach real models too.
 ModelName = Annotated[str, Path(description="public name (lstm, vae2) or store name (mnist-lstm)", examples=["lstm", "mnist-lstm", "vae2"])]
@@ -36,8 +36,8 @@ IMAGE_VALUES, IMAGE_ARRAYS, LATENT_VALUES, JSON_SLACK = 28 * 28, 29, 1024, 64
 
 
 def image_counts(rows: int) -> tuple[int, int, str]:
-    """What a JSON body of images may hold before it is parsed (see codec.JSON_OVERSIZE)."""
-    n = rows * codec.JSON_OVERSIZE
+    """What a JSON body of images may hold before it is parsed (see JSON_OVERSIZE)."""
+    n = rows * JSON_OVERSIZE
     return n * IMAGE_VALUES + JSON_SLACK, n * IMAGE_ARRAYS + JSON_SLACK, f"{rows} images (with room to spare)"
 
 

@@ -6,8 +6,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from contract.errors import Forbidden
-from serving.core.lifecycle import Lifecycle
 from serving.core.request import version_text
 from serving.transport.http import JSON, parse_json, plane
 
@@ -18,9 +16,9 @@ router = APIRouter()
 
 @router.get("/models", summary="Every served model version: signatures, stored metrics, labels, provider; and what each worker serves")
 async def models(request: Request) -> Response:
-    engine = plane(request).engine
-    workers = engine.lifecycle.workers() if engine.lifecycle is not None else {}
-    return JSON({"models": engine.describe_models(), "workers": workers})
+    dataplane = plane(request)
+    workers = dataplane.lifecycle.workers() if dataplane.lifecycle is not None else {}
+    return JSON({"models": dataplane.engine.describe_models(), "workers": workers})
 
 
 @router.get("/models/{name}", summary="One model by public name (lstm, vae2) or store name (mnist-lstm): the version requests go to")
@@ -37,13 +35,6 @@ class LabelRequest(BaseModel):
     version: str | int = Field(description="The served version the label names: a version number or store tag")
 
 
-def _lifecycle(request: Request) -> Lifecycle:
-    lifecycle = plane(request).engine.lifecycle
-    if lifecycle is None:
-        raise Forbidden("this server has a fixed set of models; there is no model control")
-    return lifecycle
-
-
 def _labels(request: Request, name: str) -> Response:
     dataplane = plane(request)
     rt = dataplane.model(name)
@@ -55,11 +46,11 @@ def _labels(request: Request, name: str) -> Response:
 )
 async def put_label(name: ModelName, label: str, request: Request) -> Response:
     body = parse_json(await request.body(), LabelRequest, (JSON_SLACK, JSON_SLACK, "a label request"))
-    await _lifecycle(request).set_label(name, label, version_text(body.version))
+    await plane(request).control().set_label(name, label, version_text(body.version))
     return _labels(request, name)
 
 
 @router.delete("/models/{name}/labels/{label}", summary="Remove a version label; needs SERVING_MODEL_CONTROL")
 async def delete_label(request: Request, name: ModelName, label: str) -> Response:
-    await _lifecycle(request).set_label(name, label, None)
+    await plane(request).control().set_label(name, label, None)
     return _labels(request, name)

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from serving.protocols import codec
+from serving.transport import http
 from serving.transport.middleware import (
     OTHER,
     ConnectionRecycle,
@@ -195,11 +195,11 @@ def test_route_templates_bound_the_label_values():
 
 
 def test_json_counts_refuse_what_no_allowed_request_holds():
-    codec.check_json_counts(b"[[1,2],[3,4]]", max_values=4, max_arrays=3, rows="2 rows")
+    http.check_json_counts(b"[[1,2],[3,4]]", max_values=4, max_arrays=3, rows="2 rows")
     with pytest.raises(Exception, match="arrays"):
-        codec.check_json_counts(b"[" * 4 + b"]" * 4, max_values=4, max_arrays=3, rows="2 rows")
+        http.check_json_counts(b"[" * 4 + b"]" * 4, max_values=4, max_arrays=3, rows="2 rows")
     with pytest.raises(Exception, match="values"):
-        codec.check_json_counts(b"[1,2,3,4,5]", max_values=4, max_arrays=3, rows="2 rows")
+        http.check_json_counts(b"[1,2,3,4,5]", max_values=4, max_arrays=3, rows="2 rows")
 
 
 def test_an_answer_to_a_client_that_left_is_dropped_quietly():
