@@ -72,10 +72,6 @@ class ModelIntegrityError(ServingError):
     """A stored model file does not match the sha256 recorded when it was registered."""
 
 
-class DeadlineExceeded(ServingError):
-    """The request did not finish within its deadline (e.g. batching latency budget)."""
-
-
 # class -> (HTTP status, grpc.StatusCode member name). Lookups walk the MRO, so a
 # subclass without its own row inherits its parent's.
 ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
@@ -93,7 +89,6 @@ ERROR_TABLE: dict[type[ServingError], tuple[int, str]] = {
     Unimplemented: (501, "UNIMPLEMENTED"),
     NotReady: (503, "UNAVAILABLE"),
     Overloaded: (503, "UNAVAILABLE"),
-    DeadlineExceeded: (504, "DEADLINE_EXCEEDED"),
 }
 
 _INTERNAL = (500, "INTERNAL")
@@ -121,7 +116,7 @@ def grpc_code(exc: BaseException) -> Any:
 
 
 # 5xx classes whose messages are deliberate (what is unavailable or unimplemented), never a leaked cause.
-_PUBLIC_SERVER_ERRORS = (Unimplemented, NotReady, Overloaded, DeadlineExceeded)
+_PUBLIC_SERVER_ERRORS = (Unimplemented, NotReady, Overloaded)
 
 
 def message_is_public(exc: BaseException) -> bool:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+from starlette.routing import compile_path
 
 from contract.errors import (
     HeadersTooLarge,
@@ -132,10 +133,13 @@ class RouteTemplates:
         self.exact = frozenset(exact)
         self.routes: list[tuple[str, str, Any]] = []  # (mount prefix, template, compiled regex)
         for prefix, app in mounts:
-            for route in getattr(app, "routes", ()):
-                regex = getattr(route, "path_regex", None)
-                if regex is not None:
-                    self.routes.append((prefix, prefix + route.path, regex))
+            # A FastAPI app's routers are included lazily (their routes are not in app.routes), so its
+            # OpenAPI paths name them; plain routes (Starlette apps, routes left out of the schema) add theirs.
+            paths = [path for path in (getattr(route, "path", None) for route in getattr(app, "routes", ())) if path]
+            if callable(getattr(app, "openapi", None)):
+                paths += list(app.openapi().get("paths", {}))
+            for path in dict.fromkeys(paths):
+                self.routes.append((prefix, prefix + path, compile_path(path)[0]))
         self.cache_size = cache_size
         self._cache: dict[str, str] = {}
 

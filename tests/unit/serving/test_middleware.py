@@ -214,3 +214,16 @@ def test_an_answer_to_a_client_that_left_is_dropped_quietly():
         return {"type": "http.request", "body": b""}
 
     asyncio.run(ErrorShield(app)(scope(), receive, closed_transport))  # no exception reaches the server
+
+
+def test_every_served_v1_route_has_its_own_template():
+    """FastAPI includes routers lazily: the templates must still name every route of every router (issue: encode, reconstruct,
+    interpolate and the plots counted as 'other')."""
+    from serving.protocols.oip.rest import api as v2_api
+    from serving.protocols.v1.app import api
+
+    templates = RouteTemplates([("/v1", api), ("/v2", v2_api)], exact=[])
+    for path in ("/v1/encode", "/v1/reconstruct", "/v1/generate/interpolate", "/v1/plots/clusters", "/v1/plots/confusion", "/v1/classify/batch"):
+        assert templates(path) == path
+    assert templates("/v2/models/lstm/versions/1/infer") == "/v2/models/{name}/versions/{version}/infer"
+    assert templates("/v1/nowhere") == OTHER
