@@ -11,7 +11,10 @@ from typing import Any
 
 from contract.artifacts import read_signature as read_model_signature
 from contract.triton import MAX_BATCH_SIZE as DEFAULT_MAX_BATCH
-from contract.triton import MAX_QUEUE_DELAY_US as DEFAULT_QUEUE_DELAY_US
+
+# The benchmark's Triton peer waits up to 2 ms for company, as in every side-by-side so far, so figures
+# stay comparable across runs (an exported Triton repository uses the engine's 0: contract.triton).
+DEFAULT_QUEUE_DELAY_US = 2000
 
 # The defaults under the names ``loadtests.peers.start_triton`` imports them by.
 __all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_QUEUE_DELAY_US", "read_signature"]

@@ -33,6 +33,8 @@ from typing import Any
 from contract import triton
 from contract.artifacts import read_signature
 
+from .signature import DEFAULT_QUEUE_DELAY_US
+
 
 def libpython_dir() -> str | None:
     """The folder of this interpreter's shared libpython, when it has one there."""
@@ -77,8 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-queue-delay-us",
         type=int,
-        default=triton.MAX_QUEUE_DELAY_US,
-        help=f"dynamic batcher's max queue delay in microseconds (default {triton.MAX_QUEUE_DELAY_US}: never waits for company)",
+        default=DEFAULT_QUEUE_DELAY_US,
+        help=f"dynamic batcher's max queue delay in microseconds (default {DEFAULT_QUEUE_DELAY_US}, the benchmark's)",
     )
     p.add_argument("--instances", type=int, default=1, help="infer-function instances (each its own ORT session)")
     p.add_argument("--ort-threads", type=int, default=0, help="ORT intra-op threads (0 = ORT default)")
