@@ -71,7 +71,7 @@ class DataPlane:
         return rt
 
     def partner(self, rt: ModelRuntime, kind: type[ModelKind]) -> ModelRuntime:
-        """The model of ``kind`` published under ``rt``'s public name in the same version lineage (a VAE's decoder for its encoder)."""
+        """The served model of ``kind`` under ``rt``'s public name, in the version unversioned requests get (a VAE's decoder for its encoder)."""
         return self.model(rt.public_name, None, kind)
 
     def row_limit(self, rt: ModelRuntime, bulk: bool = False) -> int:

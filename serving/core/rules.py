@@ -22,7 +22,7 @@ import numpy as np
 
 from contract.errors import InvalidInput, PayloadTooLarge
 
-from .request import DATATYPES, Tensor
+from .request import Tensor
 from .runtime import ModelRuntime
 
 
@@ -124,7 +124,3 @@ def rows(rt: ModelRuntime, tensor: Tensor, full: tuple[int, ...]) -> np.ndarray:
             hint = "; send pixels as UINT8 0..255, or as FP32 divided by 255" if rt.kind.pixels else ""
             raise InvalidInput(f"input {name!r} values must be within [{lo_b:g}, {hi_b:g}], got min {mn:g} and max {mx:g}{hint}")
     return out
-
-
-def datatype_bytes(datatype: str) -> int:
-    return DATATYPES[datatype].itemsize

@@ -14,7 +14,7 @@ from serving.core.request import InferRequest, InferResponse, Tensor, one_of, ve
 from serving.protocols import codec
 from serving.transport.http import JSON, parse_json, plane, until_disconnect
 
-from .common import VERSION_HELP, ModelQuery, VersionQuery, image_counts, model_headers, npy_tensor, pixels_json, upload_tensor
+from .common import VERSION_HELP, ModelQuery, VersionQuery, image_counts, json_body, model_headers, npy_tensor, pixels_json, upload_tensor
 
 router = APIRouter()
 MembersQuery = Annotated[bool, Query(description="with model=ensemble: also every member's answer")]
@@ -51,11 +51,6 @@ class ClassifyResponse(BaseModel):
     model: str
     version: str
     predictions: list[Prediction]
-
-
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that parses its JSON itself (see :func:`parse_json`)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def classification(answer: InferResponse) -> Response:

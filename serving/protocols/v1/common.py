@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Path, Query
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from contract import images
 from contract.errors import InvalidInput
@@ -39,6 +40,11 @@ def image_counts(rows: int) -> tuple[int, int, str]:
     """What a JSON body of images may hold before it is parsed (see JSON_OVERSIZE)."""
     n = rows * JSON_OVERSIZE
     return n * IMAGE_VALUES + JSON_SLACK, n * IMAGE_ARRAYS + JSON_SLACK, f"{rows} images (with room to spare)"
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that parses its JSON itself (see :func:`parse_json`)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def pixels_json(obj: Any, what: str = "images") -> Tensor:

@@ -12,7 +12,6 @@ from serving.core.notebook import Notebook
 from serving.core.request import one_of, version_text
 from serving.transport.http import parse_json, plane, until_disconnect
 
-from .classify import json_body
 from .common import (
     JSON_SLACK,
     LATENT_VALUES,
@@ -23,6 +22,7 @@ from .common import (
     csv,
     floats_json,
     images_answer,
+    json_body,
     png,
 )
 
