@@ -316,10 +316,10 @@ def test_gpu_variants_ask_for_a_gpu_node_and_the_gpu_image(variant: str) -> None
     c, pod = container(objs), pod_spec(objs)
     providers = Settings.from_env(objs["ConfigMap"]["data"]).providers
     if variant not in GPU_VARIANTS:
-        assert c["image"] == "digits-serving:cpu" and "nvidia.com/gpu" not in c["resources"]["limits"]
+        assert c["image"] == "digits-cpu:latest" and "nvidia.com/gpu" not in c["resources"]["limits"]
         assert "nodeSelector" not in pod and providers == "cpu"
         return
-    assert c["image"] == "digits-serving:gpu"
+    assert c["image"] == "digits:latest"
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["nodeSelector"] and any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
     assert providers.split(",")[0] == "cuda"
