@@ -16,9 +16,13 @@ KSERVE_VENV ?= .venv-kserve
 KSERVE_LOCK := tests/e2e/kserve/requirements.lock
 KSERVE_STAMP := $(KSERVE_VENV)/.installed
 export KSERVE_VENV
+# The container image's base: python:3.11-slim where a registry is reachable; `make base-image` builds
+# digits-base:bookworm from Debian's packages for where none is (then BASE_IMAGE=digits-base:bookworm).
+BASE_IMAGE ?= python:3.11-slim
+export BASE_IMAGE
 
 .DEFAULT_GOAL := help
-.PHONY: help venv kserve-venv lint test test-unit models quick-models serve loadtest reliability bench bento container deploy-check k8s-validate export-triton export-tfserving clean
+.PHONY: help venv kserve-venv lint test test-unit models quick-models serve loadtest reliability bench bento base-image container container-test deploy-check k8s-validate export-triton export-tfserving clean
 
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
@@ -71,8 +75,15 @@ bench: $(STAMP) $(PEERS_STAMP) ## one benchmark table: in-process ORT, served, b
 bento: $(STAMP) ## bentoml build (CPU image by default; GPU=1 for the CUDA image)
 	$(PY) -m deploy bento $(if $(GPU),--gpu)
 
-container: $(STAMP) ## bentoml containerize the last bento (needs a Docker engine)
+base-image: $(STAMP) ## digits-base:bookworm, a python:3.11-slim equivalent from Debian's packages (debootstrap; root, Docker)
+	$(PY) -m deploy base-image
+
+container: $(STAMP) ## the image digits-cpu:<bento version> + :latest from a fresh bento, on $(BASE_IMAGE) (needs a Docker engine)
+	$(PY) -m deploy bento $(if $(GPU),--gpu)
 	$(PY) -m deploy container $(if $(GPU),--gpu)
+
+container-test: $(STAMP) ## build the image (cached) from a tiny trained store and test it running: v1, v2 REST/gRPC, TF Serving, demo, docker stop
+	$(PY) -m pytest -q tests/e2e/test_container.py
 
 deploy-check: $(STAMP) ## check the last bento: contents, Dockerfile, hadolint (GPU=1 for the CUDA one)
 	$(PY) -m deploy check $(if $(GPU),--gpu)

@@ -1,7 +1,8 @@
 """``python -m deploy``: build the Bento, containerize it, check it, render and validate the Kubernetes manifests.
 
     python -m deploy bento [--gpu] [--models TAG,...]      bentoml build (no Docker needed)
-    python -m deploy container [--gpu] [--bento TAG]       bentoml containerize (needs a Docker engine)
+    python -m deploy base-image [--tag T] [--rebuild]      a python:3.11-slim equivalent from Debian's packages (debootstrap)
+    python -m deploy container [--bento TAG] [--base IMG]  the image digits-cpu:<bento version> + :latest (needs a Docker engine)
     python -m deploy check [--gpu] [--bento TAG]           inspect a built Bento + hadolint its Dockerfile
     python -m deploy k8s [VARIANT ...|--all] [--validate]  render deploy/k8s (kubectl kustomize) / validate it
 
@@ -17,8 +18,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Sequence
-
-IMAGE_NAME = "digits-serving"  # the name deploy/k8s uses; the tag is the variant
 
 
 def _variant(args: argparse.Namespace) -> str:
@@ -53,33 +52,39 @@ def cmd_bento(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_base_image(args: argparse.Namespace) -> int:
+    from deploy import image
+
+    try:
+        tag = image.build_base(args.tag, rebuild=args.rebuild)
+    except (image.ImageError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"base image {tag}; build on it with BASE_IMAGE={tag} make container")
+    return 0
+
+
 def cmd_container(args: argparse.Namespace) -> int:
-    from deploy import bento
+    from deploy import bento, image
 
     variant = _variant(args)
-    why = bento.docker_engine() if args.backend == "docker" else None
+    why = bento.docker_engine()
     if why:
-        print(
-            f"error: no container engine here ({why}). Build the Bento here (`python -m deploy bento`), "
-            "then run this command, or `bentoml containerize`, where Docker runs (docs/deploy.md).",
-            file=sys.stderr,
-        )
+        print(f"error: no container engine here ({why}). Start dockerd (docs/deploy.md).", file=sys.stderr)
         return 3
-    tag = args.bento or bento.latest_tag(variant)
-    built = bento.resolve(tag, variant)
-    image = args.image or f"{IMAGE_NAME}:{variant}"
-    repository = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-    version_image = f"{repository}:{variant}-{built.tag.partition(':')[2]}"
-    command = [sys.executable, "-m", "bentoml", "containerize", built.tag, "--backend", args.backend, "-t", image]
-    print("+ " + " ".join(command), flush=True)
-    result = subprocess.run(command)
-    if result.returncode == 0 and args.backend == "docker":
-        subprocess.run(["docker", "tag", image, version_image], check=False)
-        print(
-            f"image {image} (also {version_image}); run: docker run --rm -p 3000:3000 -p 8500:8500 "
-            f"{'--gpus all ' if variant == 'gpu' else ''}{image}"
-        )
-    return result.returncode
+    try:
+        built = image.build_image(args.bento or bento.latest_tag(variant), variant, base=args.base)
+    except (image.ImageError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(built.to_json()))
+        return 0
+    print(f"image {', '.join(built.tags)}: {built.size_mb:,.0f} MB on {built.base} (Bento {built.bento})")
+    for mb, step in image.layers(built.tags[0])[:5]:
+        print(f"  {mb:8.1f} MB  {step}")
+    print(f"run: docker run --rm --stop-timeout 30 -p 3000:3000 -p 8500:8500 {built.tags[-1]}")
+    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -159,10 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print {tag, path, variant, models} as JSON")
     b.set_defaults(run=cmd_bento)
 
-    c = add("container", "bentoml containerize a Bento into an image (needs a Docker engine)")
+    base = add("base-image", "build a python:3.11-slim equivalent from Debian's packages (debootstrap + docker import; root)")
+    base.add_argument("--tag", default="digits-base:bookworm", help="image tag (default: digits-base:bookworm)")
+    base.add_argument("--rebuild", action="store_true", help="build again even when the tag exists")
+    base.set_defaults(run=cmd_base_image)
+
+    c = add("container", "build the serving image from a Bento: our Dockerfile, wheels from the pins, no index or registry in the build")
     c.add_argument("--bento", help="Bento tag (default: the newest of the variant)")
-    c.add_argument("--image", help=f"image name:tag (default: {IMAGE_NAME}:cpu or :gpu, as deploy/k8s expects)")
-    c.add_argument("--backend", default="docker", help="bentoml containerize backend (docker, buildx, podman, buildah, nerdctl, buildctl)")
+    c.add_argument("--base", help="base image (default: $BASE_IMAGE, else python:3.11-slim)")
+    c.add_argument("--json", action="store_true", help="print {tags, bento, base, size_mb} as JSON")
     c.set_defaults(run=cmd_container)
 
     k = add("check", "check a built Bento: service, models, sources, pins, Dockerfile; hadolint")
