@@ -24,8 +24,9 @@ export BASE_IMAGE
 .DEFAULT_GOAL := help
 .PHONY: help venv kserve-venv lint test test-unit models quick-models serve loadtest reliability bench bento base-image container container-test deploy-check k8s-validate export-triton export-tfserving clean
 
-help: ## list targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
+help: ## list targets (coloured only on a terminal)
+	@if [ -t 1 ]; then on=$$'\033[36m' off=$$'\033[0m'; else on= off=; fi; \
+	grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" 'BEGIN{FS=":.*## "}{printf "  %s%-14s%s %s\n",on,$$1,off,$$2}'
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PY_BOOT) -m venv $(VENV)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,7 +46,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS)
     except Image.DecompressionBombError as e:
-        raise PayloadTooLarge(_bomb_message(max_pixels)) from e
+        raise PayloadTooLarge(_bomb_message(e, max_pixels)) from e
     except UnidentifiedImageError as e:
         raise InvalidImage(
             f"the file is not an image in an accepted format ({', '.join(UPLOAD_FORMATS)}); expected a PNG or JPEG file"
@@ -59,15 +60,17 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     try:
         img.load()
     except Image.DecompressionBombError as e:
-        raise PayloadTooLarge(_bomb_message(max_pixels)) from e
+        raise PayloadTooLarge(_bomb_message(e, max_pixels)) from e
     except Exception as e:  # truncation and bad chunks surface as OSError, SyntaxError, zlib.error, ...
         raise InvalidImage(f"the image data is truncated or corrupt ({e}); send the complete file") from e
     return img
 
 
-def _bomb_message(max_pixels: int) -> str:
-    pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-    return f"image declares more than {pillow_limit} pixels (a decompression bomb?); at most {max_pixels} pixels are accepted"
+def _bomb_message(error: Exception, max_pixels: int) -> str:
+    """The image's own pixel count (Pillow's message holds it: "Image size (N pixels) exceeds ...") and the limit."""
+    found = re.search(r"size \((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1))} pixels" if found else f"more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels"
+    return f"image declares {size} (a decompression bomb?); at most {max_pixels} pixels are accepted"
 
 
 def _shrink(img: Image.Image) -> Image.Image:

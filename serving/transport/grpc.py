@@ -60,6 +60,24 @@ async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     await context.abort(grpc_code(exc), error_message(exc))
 
 
+def _health_servicer(health: Any, services: Sequence[str]) -> Any:
+    """grpc.health.v1 whose NOT_FOUND for an unknown service says which services it knows (the stock
+    servicer answers it with an empty message)."""
+    known = ("", *services)
+
+    class Health(health.aio.HealthServicer):  # type: ignore[misc]  # grpcio-health-checking is untyped
+        async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if request.service not in known:
+                names = ", ".join(repr(name) for name in known)
+                await context.abort(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"unknown service {request.service[:200]!r}; health is kept for {names} ('' is the whole server)",
+                )
+            return await super().Check(request, context)
+
+    return Health()
+
+
 class GrpcServer:
     """The worker's grpc.aio server: the given services + health + reflection on one port."""
 
@@ -83,7 +101,7 @@ class GrpcServer:
             ],
         )
         server.add_generic_rpc_handlers(self.handlers)
-        self.health = health.aio.HealthServicer()
+        self.health = _health_servicer(health, self.services)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server

@@ -51,12 +51,13 @@ class JSON(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def error_response(exc: BaseException, shape: ErrorShape) -> Response:
+def error_response(exc: BaseException, shape: ErrorShape, headers: dict[str, str] | None = None) -> Response:
     """``exc`` as its status, in the protocol's error shape (503s with Retry-After); server faults are logged."""
     status = http_status(exc)
     if status >= 500 and not isinstance(exc, (NotReady, Overloaded)):
         logger.error("request failed", exc_info=exc)
-    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+    if status == 503:
+        headers = {**(headers or {}), "Retry-After": RETRY_AFTER_S}
     return JSON(shape(exc), status_code=status, headers=headers)
 
 
@@ -98,7 +99,9 @@ def protocol_app(title: str, description: str, version: str, shape: ErrorShape) 
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(http_exception_error(exc, request.method, request.url.path), shape)
+        # The router's 405 names the methods the path takes (RFC 9110 requires Allow): keep it.
+        allow = {k: v for k, v in (exc.headers or {}).items() if k.lower() == "allow"}
+        return error_response(http_exception_error(exc, request.method, request.url.path), shape, allow or None)
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         logger.exception("unexpected error", exc_info=exc)

@@ -101,6 +101,11 @@ def test_health_and_reflection(server):
         for service in ("", "tensorflow.serving.PredictionService"):
             status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
             assert status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as unknown:
+            health.Check(health_pb2.HealthCheckRequest(service="tensorflow.serving.Nope"), timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+        details = unknown.value.details()
+        assert "unknown service 'tensorflow.serving.Nope'" in details and "'tensorflow.serving.PredictionService'" in details
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
         answer = next(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
         names = {s.name for s in answer.list_services_response.service}

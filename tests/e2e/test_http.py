@@ -349,3 +349,15 @@ def test_liveness_and_metrics(http):
     assert http.get("/livez").status_code == 200
     text = http.get("/metrics").text
     assert "model_inference_seconds" in text and "model_batch_size" in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("DELETE", "/v1/classify", "POST"), ("GET", "/v2/models/mnist-lstm/infer", "POST"), ("POST", "/livez", "GET")],
+)
+def test_405_carries_allow(server, method: str, path: str, allowed: str) -> None:
+    """A method a route does not take: 405 in the API's error shape, with Allow naming what it takes (RFC 9110)."""
+    response = httpx.request(method, f"{server.http_url}{path}", timeout=30)
+    assert response.status_code == 405
+    assert allowed in [m.strip() for m in response.headers.get("allow", "").split(",")], response.headers
+    assert "does not take" in response.json()["error"]

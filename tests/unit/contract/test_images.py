@@ -448,3 +448,9 @@ def test_to_gif_loops_every_frame_exactly():
         np.testing.assert_array_equal(np.asarray(frame.convert("L")), np.rint(want * 255).astype(np.uint8))
     with pytest.raises(ValueError):
         images.to_gif(np.zeros((0, 28, 28)))
+
+
+def test_a_decompression_bomb_is_refused_with_its_real_pixel_count():
+    # Over twice Pillow's MAX_IMAGE_PIXELS, Pillow itself refuses at open: the message still names the image's size.
+    with pytest.raises(PayloadTooLarge, match=r"image declares 400000000 pixels .*at most \d+ pixels"):
+        decode_image(big_png_header(20_000, 20_000), MAX_PIXELS)
