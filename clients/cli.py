@@ -51,7 +51,7 @@ GENERATE_EPILOG = """\
 examples:
   digits-client generate --z 1.4 -1.3 -o coat.png
   digits-client generate --model vae4 --z 0 0.5 -1 2 -o item.png
-  digits-client generate --z 0 0 -o pixels.npy     # the float32 28 x 28 array instead of a PNG
+  digits-client generate --z 0 0 -o pixels.npy     # the float32 1 x 28 x 28 array (one image) instead of a PNG
 """
 
 SAMPLE_EPILOG = """\
@@ -74,7 +74,7 @@ examples:
 
 HEALTH_EPILOG = """\
 examples:
-  digits-client health                              # exit status 0 when ready, 1 otherwise
+  digits-client health                              # exit status 0 when ready, 3 otherwise (unreachable or not ready)
   until digits-client health >/dev/null; do sleep 1; done
 """
 
@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("models", "list the served models", MODELS_EPILOG)
     p.add_argument("--json", action="store_true", help="print the full model descriptions as JSON")
 
-    p = command("health", "check liveness and readiness (exit 0 when ready, 1 otherwise)", HEALTH_EPILOG)
+    p = command(
+        "health", "check liveness and readiness (exit 0 when ready; 3, the status of an unavailable server, otherwise)", HEALTH_EPILOG
+    )
     p.add_argument("--json", action="store_true", help='print {"live": ..., "ready": ...}')
     return parser
 
@@ -328,7 +330,7 @@ def _health(client: Client, args: argparse.Namespace) -> int:
         print(json.dumps(state))
     else:
         print(f"live: {'yes' if state['live'] else 'no'}\nready: {'yes' if state['ready'] else 'no'}")
-    return EXIT_OK if state["ready"] else EXIT_ERROR
+    return EXIT_OK if state["ready"] else EXIT_UNAVAILABLE
 
 
 COMMANDS = {

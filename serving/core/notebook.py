@@ -93,7 +93,8 @@ class Notebook:
         return Images(answer.model, _pixels(next(iter(answer.outputs.values()))))
 
     async def sample(self, model: str | None, version: str | None, n: int, seed: int) -> Images:
-        """``n`` images from ``z = default_rng(seed).standard_normal((n, latent))`` (n checked against the row limit first)."""
+        """``n`` images from ``z = default_rng(seed).standard_normal((n, latent), dtype=np.float32)``
+        (``n`` checked against the row limit first)."""
         rt = self.plane.model(model, version, Decoder)
         latent = int(rt.signature["latent_dim"])
         z = Tensor(None, "FP32", (n, latent), lambda: images.sample_latent(n, latent, seed))

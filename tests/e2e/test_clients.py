@@ -424,4 +424,4 @@ def test_cli_unreachable_server_exits_3() -> None:
     run = cli("--url", url, "--retries", "1", "models")
     assert run.returncode == 3 and run.stderr.startswith("error: cannot reach")
     run = cli("--url", url, "health")
-    assert (run.returncode, run.stdout) == (1, "live: no\nready: no\n")
+    assert (run.returncode, run.stdout) == (3, "live: no\nready: no\n")

@@ -127,8 +127,8 @@ async def encode(request: Request, model: ModelQuery = None) -> Response:
     "/reconstruct",
     summary="Encode and decode images: each input beside its reconstruction (PNG) or arrays, with per-image losses",
     description=f"Loss: {LOSS}; `X-Reconstruction-Loss` (PNG) or `reconstruction_loss` (array) per image, and the "
-    "KL term of the training loss as `X-KL` / `kl`. PNG: one row per image, the input left, the reconstruction right "
-    "(56 x 28N pixels).",
+    "KL term of the training loss as `X-KL` / `kl`; the array answer's `loss` is their sum per image, the training "
+    "loss. PNG: one row per image, the input left, the reconstruction right (56 x 28N pixels).",
     responses={200: {"content": {"image/png": {}, "application/json": {}}}},
     openapi_extra=images_body(ReconstructRequest),
 )
@@ -144,7 +144,8 @@ async def reconstruct(
             {
                 "model": result.encoder.public_name,
                 "version": result.decoder.version,
-                "loss": LOSS,
+                # Per image, the notebook's VAE loss: reconstruction + KL (each below; what it means: the OpenAPI text).
+                "loss": result.reconstruction_loss + result.kl,
                 "reconstruction_loss": result.reconstruction_loss,
                 "kl": result.kl,
                 "z_mean": result.z_mean,
