@@ -59,7 +59,8 @@ class Running:
         return f"http://127.0.0.1:{self.http_port}"
 
     def logs(self) -> str:
-        return subprocess.run(["docker", "logs", self.name], capture_output=True, text=True).stdout[-4000:]
+        logs = subprocess.run(["docker", "logs", self.name], capture_output=True, text=True)
+        return (logs.stdout + logs.stderr)[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,28 @@ def test_tf_serving_predict_stub(container: Running, digits) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{container.grpc_port}") as channel:
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
     assert list(response.outputs["probabilities"].tensor_shape.dim)[0].size == 3
+
+
+def test_a_mounted_store_is_served_instead_of_the_image_models(built_image: image.Image, trained_store, tmp_path) -> None:
+    """The documented option: a store's models mounted over the image's, served from source instead of the Bento."""
+    import shutil
+
+    models = tmp_path / "models"
+    source = trained_store.home / "models" / "mnist-lstm"
+    shutil.copytree(source, models / "mnist-lstm")  # a store holding one model: what is served shows where it came from
+    # BentoML makes each version's folder 0700: the image's user (1034) must be able to read the mount.
+    for path in [models, *models.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    name = f"digits-store-{os.getpid()}"
+    remove(name)
+    try:
+        mount = ("-v", f"{models}:/home/bentoml/models:ro")
+        running = run_container(built_image.tags[0], name, mount, SERVING_BENTO="serving.service:DigitsService")
+        served = httpx.get(f"{running.url}/v1/models", timeout=30).json()
+        names = sorted(m["name"] for m in (served["models"] if isinstance(served, dict) else served))
+        assert names == ["lstm"], served
+    finally:
+        remove(name)
 
 
 # What the drain does first (serving/transport/drain.py): a socket filter that drops new SYNs.
