@@ -155,6 +155,16 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
+def lock_pins() -> dict[str, str]:
+    """``{name: version}`` of ``requirements.lock`` (names as :func:`normalize` writes them)."""
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[normalize(name)] = version.strip()
+    return pins
+
+
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """``(INSTRUCTION, arguments)`` pairs of a Dockerfile, continuation lines joined, comments dropped."""
     joined = re.sub(r"\\\n", " ", text)

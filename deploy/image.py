@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from deploy import bento
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 LOCK = REPO / "requirements.lock"
@@ -116,23 +118,10 @@ def image_requirements(bento_path: Path) -> list[str]:
     """The Bento's pinned requirements, plus :data:`SPEED_PACKAGES` at their ``requirements.lock`` pins."""
     lines = [ln.strip() for ln in (bento_path / "env/python/requirements.txt").read_text().splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    pins = lock_pins()
-    names = {normalize(ln.split("==")[0]) for ln in lines}
+    pins = bento.lock_pins()
+    names = {bento.normalize(ln.split("==")[0]) for ln in lines}
     lines += [f"{name}=={pins[name]}" for name in SPEED_PACKAGES if name not in names and name in pins]
     return lines
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
-
-
-def lock_pins() -> dict[str, str]:
-    pins = {}
-    for line in LOCK.read_text().splitlines():
-        name, sep, version = line.split("#")[0].strip().partition("==")
-        if sep:
-            pins[normalize(name)] = version.strip()
-    return pins
 
 
 def download_wheels(requirements: Sequence[str], dest: Path) -> Path:
@@ -195,8 +184,6 @@ def stage(bento_path: Path, model_tags: Sequence[str], store: Path, wheels: Path
 
 def build_image(bento_tag: str, variant: str = "cpu", base: str | None = None, wheel_cache: Path | None = None) -> Image:
     """Build the image of ``bento_tag`` (a Bento of the store at ``$BENTOML_HOME``) on ``base``."""
-    from deploy import bento as bentos
-
     if variant != "cpu":
         raise ImageError(
             "the GPU image needs a CUDA 13 + cuDNN 9 base (nvidia/cuda from a registry) or their pip wheels, "
@@ -209,7 +196,7 @@ def build_image(bento_tag: str, variant: str = "cpu", base: str | None = None, w
             raise ImageError(
                 f"base image {base} is neither here nor pullable; build one with `make base-image` and set BASE_IMAGE={LOCAL_BASE}"
             )
-    built = bentos.resolve(bento_tag, variant)
+    built = bento.resolve(bento_tag, variant)
     store = Path(os.environ.get("BENTOML_HOME") or Path.home() / "bentoml")
     requirements = image_requirements(built.path)
     cache = wheel_cache or REPO / "build" / "wheelhouse"

@@ -61,6 +61,25 @@ class Outcome:
     kind: str = ""  # for status 0: refused | lost | timeout
 
 
+@dataclass
+class Tally:
+    """A load's outcomes judged as the drain probes judge them: an accepted request is answered or lost."""
+
+    answered: list[Outcome]  # 200
+    lost: list[Outcome]  # no answer after the request was sent (reset, closed, timed out)
+    errors: list[Outcome]  # any other status
+    refused: list[Outcome]  # no connection: never accepted
+
+    @classmethod
+    def of(cls, outcomes: Sequence[Outcome]) -> Tally:
+        return cls(
+            [o for o in outcomes if o.status == 200],
+            [o for o in outcomes if o.status == 0 and o.kind in ("lost", "timeout")],
+            [o for o in outcomes if o.status not in (0, 200)],
+            [o for o in outcomes if o.kind == "refused"],
+        )
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100) of already sorted values."""
     if not sorted_values:

@@ -9,6 +9,7 @@ import subprocess
 import time
 from typing import Any
 
+from ..drivers.core import Tally
 from ..drivers.http import closed_loop_outcomes
 from .rawhttp import exchange, http_request
 from .target import Plan, Target
@@ -37,16 +38,13 @@ def sigterm_probe(t: Target, plan: Plan) -> None:
     asyncio.run(scenario())
     outcomes, signalled = result["outcomes"], result["signalled"]
     after = [o for o in outcomes if o.started >= signalled]
-    answered = [o for o in outcomes if o.status == 200]
-    lost = [o for o in outcomes if o.status == 0 and o.kind in ("lost", "timeout")]
-    bad = [o for o in outcomes if o.status not in (0, 200)]
-    refused = [o for o in outcomes if o.kind == "refused"]
+    tally = Tally.of(outcomes)
     t.add(
         "SIGTERM under load: accepted requests lost",
         f"{len(outcomes)} requests ({len(after)} after the signal)",
         "0 lost, 0 errors",
-        f"{len(lost)} lost, {len(bad)} errors, {len(answered)} answered, {len(refused)} refused at connect",
-        not lost and not bad,
+        f"{len(tally.lost)} lost, {len(tally.errors)} errors, {len(tally.answered)} answered, {len(tally.refused)} refused at connect",
+        not tally.lost and not tally.errors,
     )
     if delay:
         t.add("SIGTERM: unready during the drain delay", "GET /readyz", "503", str(result.get("readyz")), result.get("readyz") == 503)

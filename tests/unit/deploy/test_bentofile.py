@@ -12,17 +12,6 @@ import yaml
 from deploy import bento
 from deploy.__main__ import build_parser
 
-LOCK = bento.REPO / "requirements.lock"
-
-
-def lock_pins() -> dict[str, str]:
-    pins = {}
-    for line in LOCK.read_text().splitlines():
-        name, sep, version = line.partition("==")
-        if sep:
-            pins[bento.normalize(name)] = version.strip()
-    return pins
-
 
 @pytest.mark.parametrize("variant", bento.VARIANTS)
 def test_bentoml_accepts_the_bentofile(variant: str, tmp_path: Path) -> None:
@@ -38,7 +27,7 @@ def test_bentoml_accepts_the_bentofile(variant: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("variant", bento.VARIANTS)
 def test_pins_match_requirements_lock(variant: str) -> None:
-    lock = lock_pins()
+    lock = bento.lock_pins()
     for name, version in bento.pinned_packages(variant).items():
         # The CPU image uses the CPU build of the same ONNX Runtime release as the lock's GPU build.
         locked = lock.get(name) or (lock.get("onnxruntime-gpu") if name == "onnxruntime" else None)

@@ -25,7 +25,7 @@ def test_image_requirements_are_the_bento_pins_plus_the_fast_loop(tmp_path: Path
     (tmp_path / "env/python").mkdir(parents=True)
     (tmp_path / "env/python/requirements.txt").write_text("# pinned\nfastapi==0.165.0\nuvloop==0.23.0\n\n")
     lines = image.image_requirements(tmp_path)
-    pins = image.lock_pins()
+    pins = bento.lock_pins()
     assert lines[:2] == ["fastapi==0.165.0", "uvloop==0.23.0"]  # the Bento's own pin is kept, not repeated
     assert lines[2:] == [f"httptools=={pins['httptools']}"]
     assert all("==" in line for line in lines)
