@@ -89,6 +89,7 @@ def hostile_http(t: Target) -> list[Hostile]:
         Hostile(c, "100 MB chunked body", post("POST", c, b" " * (100 * 10**6), chunked=True), 413, heavy=True),
         Hostile(c, "PATCH (no such method)", post("PATCH", c, one), 405),
         Hostile(c, "text/plain body", post("POST", c, b"hello", content_type="text/plain"), 400),
+        Hostile(c, "a type the route does not take", post("POST", c, one, content_type="image/png"), 415),
     ]
     # /v1/classify/image (multipart)
     ci = "/v1/classify/image"
@@ -104,7 +105,8 @@ def hostile_http(t: Target) -> list[Hostile]:
     out += [
         Hostile(ci, "multipart without a boundary", post("POST", ci, b"--x\r\n\r\n", content_type="multipart/form-data"), 400),
         Hostile(ci, "multipart, bad data", post("POST", ci, b"garbage", content_type="multipart/form-data; boundary=b"), 400),
-        Hostile(ci, "no image field", post("POST", ci, b"", content_type="application/json"), 400),
+        Hostile(ci, "JSON to the upload route", post("POST", ci, b"", content_type="application/json"), 415),
+        Hostile(ci, "no image field", post("POST", ci, b"--b\r\n\r\n--b--\r\n", content_type="multipart/form-data; boundary=b"), 400),
     ]
     # /v1/classify/batch (.npy)
     cb = "/v1/classify/batch"

@@ -33,10 +33,14 @@ class DataPlane:
         self.settings = engine.settings
         self.lifecycle = lifecycle  # None: a fixed set of models (tests, benchmarks): no control API
 
-    def control(self) -> Lifecycle:
-        """The model lifecycle, for the control API (Triton's repository extension, labels)."""
+    def control(self, change: bool = False) -> Lifecycle:
+        """The model lifecycle, for the control API (Triton's repository extension, labels).
+        ``change``: the caller will load, unload or label, so refuse now (403) if that is off,
+        before a front reads the request's body."""
         if self.lifecycle is None:
             raise Forbidden("this server has a fixed set of models; there is no model repository control")
+        if change:
+            self.lifecycle.require_control()
         return self.lifecycle
 
     # ------------------------------------------------------------ models

@@ -231,7 +231,8 @@ class Lifecycle:
 
     # ------------------------------------------------------------ control API
 
-    def _require_control(self) -> None:
+    def require_control(self) -> None:
+        """Refuse (403) a change of the served set while SERVING_MODEL_CONTROL is off."""
         if not self.settings.model_control:
             raise Forbidden("the model control API is off; set SERVING_MODEL_CONTROL=true to load, unload and label models")
         if self.tags:
@@ -258,7 +259,7 @@ class Lifecycle:
         return rows
 
     async def load(self, name: str, version: str = "") -> None:
-        self._require_control()
+        self.require_control()
         store_name = self._stored_name(name, version)
         with self._edit_control() as control:
             control.unloads = [u for u in control.unloads if u[0] != store_name or (version and u[1] != version)]
@@ -271,7 +272,7 @@ class Lifecycle:
             raise InvalidInput(f"model {store_name} could not be loaded: {'; '.join(refused)[:500]}")
 
     async def unload(self, name: str, version: str = "") -> None:
-        self._require_control()
+        self.require_control()
         store_name = self._stored_name(name, version)
         with self._edit_control() as control:
             control.loads = [entry for entry in control.loads if entry[0] != store_name or (version and entry[1] != version)]
@@ -280,7 +281,7 @@ class Lifecycle:
 
     async def set_label(self, name: str, label: str, version: str | None) -> None:
         """Point ``label`` of a model at a served version (None removes it); every worker follows."""
-        self._require_control()
+        self.require_control()
         if label.isdigit():
             raise InvalidInput(f"a label must not be a number: {label!r}")
         rt = self.engine.registry.find(name)

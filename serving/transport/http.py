@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -30,6 +30,7 @@ from contract.errors import (
     Overloaded,
     PayloadTooLarge,
     ServingError,
+    UnsupportedMediaType,
     http_status,
 )
 from serving.core.dataplane import DataPlane
@@ -145,6 +146,46 @@ async def until_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
         task.cancel()
         raise NotReady("the client disconnected")
     return task.result()
+
+
+JSON_TYPE, NPY_TYPE, MULTIPART_TYPE = "application/json", "application/octet-stream", "multipart/form-data"
+# What clients send when they do not say what a body is: nothing (Triton's clients), curl's default for
+# -d/--data-binary, and a browser's fetch() default for a string body. Then the body's own bytes decide.
+UNSAID_TYPES = frozenset({"", "application/x-www-form-urlencoded", "text/plain"})
+TYPE_ALIASES = {"application/x-npy": NPY_TYPE}
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def body_type(request: Request, takes: Sequence[str], body: bytes = b"") -> str:
+    """Which of the media types a route ``takes`` its ``body`` is: the one Content-Type rule of every
+    route with a body (docs/CONTRACTS.md, "Content types").
+
+    A Content-Type naming a type the route takes decides (``application/x-npy`` is ``.npy`` too; any
+    ``+json`` type is JSON). One that says nothing (:data:`UNSAID_TYPES`) lets the body decide: a
+    ``.npy`` by its magic bytes, else JSON where the route takes it, else the route's one binary type.
+    Any other type is refused with 415, naming the types the route takes: no body is guessed at
+    against what its client declared. A multipart body must be declared (its boundary is in the type).
+    """
+    raw = request.headers.get("content-type", "")
+    declared = raw.partition(";")[0].strip().lower()
+    declared = JSON_TYPE if declared.endswith("+json") else TYPE_ALIASES.get(declared, declared)
+    if declared in takes:
+        return declared
+    if declared in UNSAID_TYPES:
+        if NPY_TYPE in takes and (body.startswith(NPY_MAGIC) or JSON_TYPE not in takes):
+            return NPY_TYPE
+        if JSON_TYPE in takes:
+            return JSON_TYPE
+    said = f"Content-Type {raw.strip()[:100]!r}" if raw.strip() else "a body without a Content-Type"
+    send = ", ".join(takes[:-1]) + " or " + takes[-1] if len(takes) > 1 else takes[0]
+    raise UnsupportedMediaType(f"{said} is not accepted by {request.method} {request.url.path[:200]}; send {send}")
+
+
+async def read_json(request: Request, model: type[M], counts: tuple[int, int, str] | None = None) -> M:
+    """A route's JSON body as ``model`` (see :func:`body_type` and :func:`parse_json`)."""
+    body = await request.body()
+    body_type(request, (JSON_TYPE,), body)
+    return parse_json(body, model, counts)
 
 
 # Bodies up to this many times what the row limit allows are parsed, so that a few rows too many get

@@ -35,8 +35,8 @@ COMMON_ERRORS = {
 }
 CONTROL_ERRORS = {"403": "The model control API is off (SERVING_MODEL_CONTROL)"}
 CONTROL_MARKERS = ("/labels/", "/repository/")
-# An operation that takes its body in several media types refuses the others.
-MEDIA_ERRORS = {"415": "The body's Content-Type is none of those the operation takes"}
+# Every operation with a body refuses a declared Content-Type it does not take (docs/CONTRACTS.md).
+MEDIA_ERRORS = {"415": "A declared Content-Type the operation does not take"}
 INFRA = {
     "/livez": "Liveness: 200 while the worker's event loop answers",
     "/healthz": "Liveness (alias of /livez)",
@@ -85,7 +85,7 @@ def _document_errors(operation: dict[str, Any], path: str, error_ref: str) -> No
     errors = dict(COMMON_ERRORS)
     if any(marker in path for marker in CONTROL_MARKERS):
         errors.update(CONTROL_ERRORS)
-    if len(operation.get("requestBody", {}).get("content", {})) > 1 and not path.startswith("/v2"):  # v2 infer reads any type
+    if "requestBody" in operation:  # the one content-type rule: serving.transport.http.body_type
         errors.update(MEDIA_ERRORS)
     for status, description in errors.items():
         responses.setdefault(status, {"description": description, "content": {"application/json": {"schema": {"$ref": error_ref}}}})

@@ -302,7 +302,8 @@ NAN_BODY = '{"model": "lstm", "images": [[' + ",".join(["[" + ",".join(["NaN"] +
         ("post", "/v1/classify/image", {"files": {"image": ("x.png", b"this is not an image")}}, 400, ["image"]),
         ("post", "/v1/classify/image", {"files": {"image": ("x.png", png_bytes(np.zeros((28, 28), np.uint8))[:60])}}, 400, []),
         ("post", "/v1/classify/image", {"files": {"image": ("bomb.png", png_bomb())}}, 413, ["pixels"]),
-        ("post", "/v1/classify/image", {"data": {"nothing": "here"}}, 400, ["image"]),
+        ("post", "/v1/classify/image", {"data": {"nothing": "here"}}, 415, ["multipart/form-data"]),
+        ("post", "/v1/classify/image", {"files": {"picture": ("x.png", b"...")}}, 400, ["image"]),
         ("post", "/v1/classify/batch", {"content": b"\x93NUMPY garbage"}, 400, []),
         ("post", "/v1/generate", {"json": {"model": "vae2", "z": [[1.0, 2.0, 3.0]]}}, 400, ["z"]),
         (

@@ -120,11 +120,11 @@ class InferenceServicer:
         return pb.RepositoryIndexResponse(models=[pb.RepositoryIndexResponse.ModelIndex(**r) for r in rows])
 
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext) -> Any:
-        await self.plane.control().load(request.model_name, _version_parameter(request.parameters))
+        await self.plane.control(change=True).load(request.model_name, _version_parameter(request.parameters))
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext) -> Any:
-        await self.plane.control().unload(request.model_name, _version_parameter(request.parameters))
+        await self.plane.control(change=True).unload(request.model_name, _version_parameter(request.parameters))
         return pb.RepositoryModelUnloadResponse()
 
     def handlers(self) -> grpc.GenericRpcHandler:

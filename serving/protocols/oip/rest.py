@@ -25,7 +25,10 @@ from serving.core.runtime import ModelRuntime
 from serving.transport.http import (
     JSON,
     JSON_OVERSIZE,
+    JSON_TYPE,
+    NPY_TYPE,
     RETRY_AFTER_S,
+    body_type,
     check_json_counts,
     invalid_request,
     plane,
@@ -138,6 +141,8 @@ async def _version_parameter(request: Request) -> str:
     """``parameters.version`` of a load/unload body (our extension: one version); an empty body is fine.
     Parsed here rather than by FastAPI: Triton's clients send JSON without a JSON content type."""
     raw = await request.body()
+    if raw.strip():
+        body_type(request, (JSON_TYPE,), raw)
     try:
         body = RepositoryRequest.model_validate(orjson.loads(raw)) if raw.strip() else RepositoryRequest()
     except orjson.JSONDecodeError as e:
@@ -155,21 +160,28 @@ async def repository_index(request: Request) -> Response:
     return JSON(plane(request).control().repository_index())
 
 
+_REPOSITORY_DOC = {"requestBody": {"required": False, "content": {"application/json": {"schema": RepositoryRequest.model_json_schema()}}}}
+
+
 @api.post(
     "/repository/models/{name}/load",
     summary="Serve a model (parameters.version: one version) now, on every worker; needs SERVING_MODEL_CONTROL",
+    openapi_extra=_REPOSITORY_DOC,
 )
 async def repository_load(name: ModelName, request: Request) -> Response:
-    await plane(request).control().load(name, await _version_parameter(request))
+    control = plane(request).control(change=True)  # 403 while it is off, whatever the body
+    await control.load(name, await _version_parameter(request))
     return JSON({})
 
 
 @api.post(
     "/repository/models/{name}/unload",
     summary="Stop serving a model (parameters.version: one version), on every worker; needs SERVING_MODEL_CONTROL",
+    openapi_extra=_REPOSITORY_DOC,
 )
 async def repository_unload(name: ModelName, request: Request) -> Response:
-    await plane(request).control().unload(name, await _version_parameter(request))
+    control = plane(request).control(change=True)  # 403 while it is off, whatever the body
+    await control.unload(name, await _version_parameter(request))
     return JSON({})
 
 
@@ -194,6 +206,7 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
     dataplane = plane(request)
     rt = _model(request, name, version)
     body = await request.body()
+    body_type(request, (JSON_TYPE, NPY_TYPE), body)  # the binary extension is told by its header, not the type
     header, binary = _split_body(body, request.headers.get(HEADER_LENGTH))
     limit = dataplane.row_limit(rt) * JSON_OVERSIZE
     per_row = math.prod(rt.row_shape)

@@ -5,16 +5,28 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from contract.errors import InvalidInput
 from serving.core.kinds import Classifier
 from serving.core.request import InferRequest, InferResponse, Tensor, one_of, version_text
 from serving.protocols import codec
-from serving.transport.http import JSON, parse_json, plane, until_disconnect
+from serving.transport.http import JSON, MULTIPART_TYPE, NPY_TYPE, body_type, plane, read_json, until_disconnect
 
-from .common import VERSION_HELP, ModelQuery, VersionQuery, image_counts, json_body, model_headers, npy_tensor, pixels_json, upload_tensor
+from .common import (
+    VERSION_HELP,
+    ModelQuery,
+    VersionQuery,
+    image_counts,
+    json_body,
+    model_headers,
+    npy_tensor,
+    pixels_json,
+    read_upload,
+    upload_tensor,
+)
 
 router = APIRouter()
 MembersQuery = Annotated[bool, Query(description="with model=ensemble: also every member's answer")]
@@ -73,7 +85,7 @@ async def answer(request: Request, infer: InferRequest) -> Response:
 )
 async def classify(request: Request, model: ModelQuery = None, version: VersionQuery = None) -> Response:
     dataplane = plane(request)
-    body = parse_json(await request.body(), ClassifyRequest, image_counts(dataplane.settings.max_images_per_request))
+    body = await read_json(request, ClassifyRequest, image_counts(dataplane.settings.max_images_per_request))
     infer = InferRequest(
         [pixels_json(body.images)],
         one_of("model", model, body.model),
@@ -84,16 +96,43 @@ async def classify(request: Request, model: ModelQuery = None, version: VersionQ
     return await answer(request, infer)
 
 
-@router.post("/classify/image", response_model=ClassifyResponse, summary="Classify one uploaded image (PNG/JPEG, any size)")
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            MULTIPART_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "PNG/JPEG/...; dark-on-light or light-on-dark"},
+                        "model": {"type": "string", "description": "Classifier name, or 'ensemble' (or ?model=; not both, unless equal)"},
+                    },
+                    "required": ["image"],
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/classify/image",
+    response_model=ClassifyResponse,
+    summary="Classify one uploaded image (PNG/JPEG, any size)",
+    openapi_extra=UPLOAD_BODY,
+)
 async def classify_image(
     request: Request,
-    image: Annotated[UploadFile, File(description="PNG/JPEG/...; dark-on-light or light-on-dark")],
     model: Annotated[str | None, Query(description="Classifier name, or 'ensemble'")] = None,
-    model_form: Annotated[str | None, Form(alias="model")] = None,
     version: VersionQuery = None,
     members: MembersQuery = False,
 ) -> Response:
-    pixels = await upload_tensor(await image.read(), plane(request).settings.max_image_pixels)
+    body_type(request, (MULTIPART_TYPE,))
+    picture, form = await read_upload(request)
+    model_form = form.get("model")
+    if model_form is not None and not isinstance(model_form, str):
+        raise InvalidInput("the multipart field 'model' must be text, not a file")
+    pixels = await upload_tensor(picture, plane(request).settings.max_image_pixels)
     return await answer(request, InferRequest([pixels], one_of("model", model, model_form), version, Classifier, members=members))
 
 
@@ -109,7 +148,9 @@ async def classify_batch(
     request: Request, model: ModelQuery = None, members: MembersQuery = False, version: VersionQuery = None
 ) -> Response:
     dataplane = plane(request)
-    tensor: Tensor = npy_tensor(await request.body(), dataplane.settings.max_body_bytes)
+    body = await request.body()
+    body_type(request, (NPY_TYPE,), body)
+    tensor: Tensor = npy_tensor(body, dataplane.settings.max_body_bytes)
     result = await dataplane.infer(InferRequest([tensor], model, version, Classifier, members=members, bulk=True))
     rt = result.model
     probs: np.ndarray = result.outputs[rt.output_names[0]]

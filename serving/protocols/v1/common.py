@@ -11,9 +11,11 @@ import asyncio
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 
 from contract import images
 from contract.errors import InvalidInput
@@ -61,6 +63,18 @@ def floats_json(obj: Any, what: str) -> Tensor:
 def npy_tensor(body: bytes, max_bytes: int) -> Tensor:
     """A raw ``.npy`` body as a tensor of its own dtype (uint8 pixels, float32 pixels or points; others are refused)."""
     return Tensor.of(codec.npy_to_array(body, max_bytes))
+
+
+async def read_upload(request: Request) -> tuple[bytes, FormData]:
+    """A multipart body's picture (the file in the field ``image``) and the whole form."""
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except HTTPException as e:
+        raise InvalidInput(f"the multipart body cannot be read ({e.detail}); send one file in the field 'image'") from None
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise InvalidInput("the multipart body needs a file in the field 'image'")
+    return await upload.read(), form
 
 
 async def upload_tensor(data: bytes, max_pixels: int, garment: bool = False) -> Tensor:

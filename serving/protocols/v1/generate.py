@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from serving.core.notebook import Notebook
 from serving.core.request import one_of, version_text
-from serving.transport.http import parse_json, plane, until_disconnect
+from serving.transport.http import plane, read_json, until_disconnect
 
 from .common import (
     JSON_SLACK,
@@ -50,9 +50,7 @@ class SampleRequest(BaseModel):
 async def generate(request: Request, model: ModelQuery = None, version: VersionQuery = None) -> Response:
     dataplane = plane(request)
     rows = dataplane.settings.max_generate_n
-    body = parse_json(
-        await request.body(), GenerateRequest, (rows * LATENT_VALUES + JSON_SLACK, rows + JSON_SLACK, f"{rows} latent points")
-    )
+    body = await read_json(request, GenerateRequest, (rows * LATENT_VALUES + JSON_SLACK, rows + JSON_SLACK, f"{rows} latent points"))
     decoded = await until_disconnect(
         request,
         Notebook(dataplane).decode(
@@ -69,7 +67,7 @@ async def generate(request: Request, model: ModelQuery = None, version: VersionQ
     openapi_extra=json_body(SampleRequest),
 )
 async def sample(request: Request, model: ModelQuery = None, version: VersionQuery = None) -> Response:
-    body = parse_json(await request.body(), SampleRequest, (JSON_SLACK, JSON_SLACK, "a sample request"))
+    body = await read_json(request, SampleRequest, (JSON_SLACK, JSON_SLACK, "a sample request"))
     work = Notebook(plane(request)).sample(
         one_of("model", model, body.model), version_text(one_of("version", version, body.version)), body.n, body.seed
     )

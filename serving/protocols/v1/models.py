@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from serving.core.request import version_text
-from serving.transport.http import JSON, parse_json, plane
+from serving.transport.http import JSON, plane, read_json
 
 from .common import JSON_SLACK, ModelName, VersionQuery
 
@@ -45,12 +45,13 @@ def _labels(request: Request, name: str) -> Response:
     "/models/{name}/labels/{label}", summary="Point a version label (stable, canary) at a served version; needs SERVING_MODEL_CONTROL"
 )
 async def put_label(name: ModelName, label: str, request: Request) -> Response:
-    body = parse_json(await request.body(), LabelRequest, (JSON_SLACK, JSON_SLACK, "a label request"))
-    await plane(request).control().set_label(name, label, version_text(body.version))
+    control = plane(request).control(change=True)  # 403 while it is off, whatever the body
+    body = await read_json(request, LabelRequest, (JSON_SLACK, JSON_SLACK, "a label request"))
+    await control.set_label(name, label, version_text(body.version))
     return _labels(request, name)
 
 
 @router.delete("/models/{name}/labels/{label}", summary="Remove a version label; needs SERVING_MODEL_CONTROL")
 async def delete_label(request: Request, name: ModelName, label: str) -> Response:
-    await plane(request).control().set_label(name, label, None)
+    await plane(request).control(change=True).set_label(name, label, None)
     return _labels(request, name)

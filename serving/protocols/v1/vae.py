@@ -2,7 +2,7 @@
 
 Images come as JSON (N x 28 x 28, the pixel rule of ``/v1/classify``), as one uploaded picture
 (multipart field ``image``, made Fashion-MNIST-like by :func:`contract.images.fashion_preprocess`)
-or as a raw ``.npy`` body; the route picks by ``Content-Type``. What is computed, and every rule,
+or as a raw ``.npy`` body; :func:`~serving.transport.http.body_type` says which. What is computed, and every rule,
 is the data plane's (:mod:`serving.core.notebook`).
 """
 
@@ -15,16 +15,13 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from contract import images
-from contract.errors import InvalidInput, UnsupportedMediaType
 from serving.core.notebook import LOSS, Notebook
 from serving.core.request import Tensor, one_of
-from serving.transport.http import JSON, parse_json, plane, until_disconnect
+from serving.transport.http import JSON, JSON_TYPE, MULTIPART_TYPE, NPY_TYPE, body_type, parse_json, plane, read_json, until_disconnect
 
-from .common import ModelQuery, floats_json, image_counts, model_headers, npy_tensor, pixels_json, png, upload_tensor
+from .common import ModelQuery, floats_json, image_counts, model_headers, npy_tensor, pixels_json, png, read_upload, upload_tensor
 
 router = APIRouter()
 
@@ -88,25 +85,15 @@ def images_body(json_model: type[BaseModel]) -> dict[str, Any]:
 async def read_images(request: Request, body_model: type[ImagesRequest]) -> tuple[Tensor, Any]:
     """The images of any of the three bodies as a tensor, and the JSON body (or None)."""
     settings = plane(request).settings
-    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if content_type == "application/json":
-        body = parse_json(await request.body(), body_model, image_counts(settings.max_images_per_request))
-        return pixels_json(body.images), body
-    if content_type == "multipart/form-data":
-        try:
-            form = await request.form(max_files=1, max_fields=8)
-        except HTTPException as e:
-            raise InvalidInput(f"the multipart body cannot be read ({e.detail}); send one file in the field 'image'") from None
-        upload = form.get("image")
-        if not isinstance(upload, UploadFile):
-            raise InvalidInput("the multipart body needs a file in the field 'image'")
-        return await upload_tensor(await upload.read(), settings.max_image_pixels, garment=True), None
-    if content_type in ("application/octet-stream", "application/x-npy"):
-        return npy_tensor(await request.body(), settings.max_body_bytes), None
-    raise UnsupportedMediaType(
-        f"Content-Type {content_type or 'none'!r} is not accepted; send application/json, multipart/form-data "
-        "(a file in 'image') or application/octet-stream (.npy)"
-    )
+    body = await request.body()
+    kind = body_type(request, (JSON_TYPE, MULTIPART_TYPE, NPY_TYPE), body)
+    if kind == JSON_TYPE:
+        parsed = parse_json(body, body_model, image_counts(settings.max_images_per_request))
+        return pixels_json(parsed.images), parsed
+    if kind == MULTIPART_TYPE:
+        picture, _ = await read_upload(request)
+        return await upload_tensor(picture, settings.max_image_pixels, garment=True), None
+    return npy_tensor(body, settings.max_body_bytes), None
 
 
 @router.post(
@@ -171,7 +158,7 @@ async def reconstruct(
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": InterpolateRequest.model_json_schema()}}}},
 )
 async def interpolate(request: Request, model: ModelQuery = None) -> Response:
-    body = parse_json(await request.body(), InterpolateRequest, image_counts(2))
+    body = await read_json(request, InterpolateRequest, image_counts(2))
     z = floats_json(body.z, "z") if body.z is not None else None
     pixels = pixels_json(body.images) if body.images is not None else None
     path = await until_disconnect(request, Notebook(plane(request)).interpolate(one_of("model", model, body.model), z, pixels, body.steps))
