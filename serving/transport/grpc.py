@@ -9,8 +9,9 @@ bytes are INVALID_ARGUMENT) and turns every error into its status code and publi
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -45,6 +46,61 @@ def guarded_handler(fn: Handler, request_cls: Any) -> grpc.RpcMethodHandler:
             await abort(context, e)
 
     return grpc.unary_unary_rpc_method_handler(handle, response_serializer=_serialize)
+
+
+def guarded_stream_handler(
+    fn: Callable[[Any], Awaitable[Any]], request_cls: Any, failed: Callable[[Any, str], Any], max_in_flight: int
+) -> grpc.RpcMethodHandler:
+    """A bidirectional handler: each request of the stream is answered by ``fn`` as soon as it is done,
+    up to ``max_in_flight`` at once (so the batcher merges them with every other call), in the order
+    they finish. A bad request is answered by ``failed(request or None, message)`` and the stream goes
+    on; the stream ends when the client has closed its side and every answer is sent."""
+
+    async def one(raw: bytes) -> Any:
+        request = None
+        try:
+            try:
+                request = request_cls.FromString(raw)
+            except DecodeError as e:
+                raise InvalidInput(f"the request is not a valid {request_cls.DESCRIPTOR.full_name} message") from e
+            return await fn(request)
+        except ServingError as e:
+            return failed(request, error_message(e))
+        except Exception as e:
+            logger.exception("gRPC stream %s failed", request_cls.DESCRIPTOR.name)
+            return failed(request, error_message(e))
+
+    async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+        slots = asyncio.Semaphore(max_in_flight)
+        pending: set[asyncio.Task[None]] = set()
+        end = object()
+
+        async def answer(raw: bytes) -> None:
+            try:
+                await answers.put(await one(raw))
+            finally:
+                slots.release()
+
+        async def read() -> None:
+            async for raw in requests:
+                await slots.acquire()
+                task = asyncio.ensure_future(answer(raw))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            await asyncio.gather(*pending)
+            await answers.put(end)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (message := await answers.get()) is not end:
+                yield message.SerializeToString()
+            await reader  # re-raises what ended the client's side, if anything did
+        finally:  # the client went away: drop what it will never read
+            for task in (reader, *pending):
+                task.cancel()
+
+    return grpc.stream_stream_rpc_method_handler(handle)
 
 
 def unimplemented_handler(error: Unimplemented) -> grpc.RpcMethodHandler:

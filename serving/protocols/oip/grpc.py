@@ -20,11 +20,13 @@ from contract.protos.inference import grpc_service_pb2 as pb
 from serving.core.dataplane import DataPlane
 from serving.core.request import InferRequest, Output, Tensor
 from serving.core.runtime import ModelRuntime
-from serving.transport.grpc import guarded_handler, unimplemented_handler
+from serving.transport.grpc import guarded_handler, guarded_stream_handler, unimplemented_handler
 
 from . import common as v2
 
 SERVICE = "inference.GRPCInferenceService"
+# Requests of one ModelStreamInfer stream in flight at once; the client's next ones wait (flow control).
+STREAM_IN_FLIGHT = 64
 
 # InferTensorContents field per datatype (Triton's mapping; UINT8/16 travel as uint_contents, INT8/16 as int_contents).
 _CONTENTS_FIELD = {
@@ -83,6 +85,10 @@ class InferenceServicer:
         return pb.ModelConfigResponse(config=message)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
+        return await self.infer(request)
+
+    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """One inference, for ModelInfer and each request of ModelStreamInfer."""
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
             raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs")
@@ -113,6 +119,17 @@ class InferenceServicer:
             response.raw_output_contents.append(data)
         return response
 
+    async def stream_answer(self, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+        return pb.ModelStreamInferResponse(infer_response=await self.infer(request))
+
+    @staticmethod
+    def stream_error(request: pb.ModelInferRequest | None, message: str) -> pb.ModelStreamInferResponse:
+        """A failed stream request's answer: the error, and the request's id and model when it could be read."""
+        if request is None:
+            return pb.ModelStreamInferResponse(error_message=message)
+        echo = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
+        return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
+
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> Any:
         rows = self.plane.control().repository_index()
         if request.ready:
@@ -142,9 +159,10 @@ class InferenceServicer:
             "RepositoryModelUnload": pb.RepositoryModelUnloadRequest,
         }
         table = {name: guarded_handler(getattr(self, name), cls) for name, cls in implemented.items()}
+        table["ModelStreamInfer"] = guarded_stream_handler(self.stream_answer, pb.ModelInferRequest, self.stream_error, STREAM_IN_FLIGHT)
         service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
         for method in service.methods:
-            if method.name not in table and not method.client_streaming:
+            if method.name not in table:
                 table[method.name] = unimplemented_handler(
                     Unimplemented(f"{method.name} is not offered by this server (see ServerMetadata extensions)")
                 )
