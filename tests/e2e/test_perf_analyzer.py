@@ -1,0 +1,38 @@
+"""Triton's own perf_analyzer drives the service in every mode it has for us: exit 0 and a throughput.
+
+Under ``CI`` a perf_analyzer that cannot run (``libb64-0d`` or the ``nvidia-cuda-runtime-cu12`` wheel
+missing) fails the test; elsewhere it skips, saying what to install.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from loadtests.drivers import perf_analyzer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def runnable() -> None:
+    why = perf_analyzer.unavailable()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run perf_analyzer: {why}")
+        pytest.skip(why)
+
+
+@pytest.mark.parametrize("mode", sorted(perf_analyzer.MODES))
+def test_perf_analyzer_runs_in_every_mode(runnable, server, mode):
+    http = server.http_url.removeprefix("http://")
+    result = perf_analyzer.run(mode, http, server.grpc_target, "mnist-lstm", concurrency=2, measurement_ms=500)
+    assert result["throughput"] > 0, result["report"]
+    assert 0 < result["p50_us"] <= result["p99_us"], result
+    assert "Concurrency: 2, throughput" in result["report"], result["report"]
+
+
+def test_perf_analyzer_reports_a_server_error_as_a_failure(runnable, server):
+    with pytest.raises(perf_analyzer.PerfAnalyzerFailed, match="no-such-model"):
+        perf_analyzer.run("grpc", server.http_url.removeprefix("http://"), server.grpc_target, "no-such-model", measurement_ms=500)
