@@ -23,8 +23,10 @@ import numpy as np
 from contract.errors import NotReady, Overloaded
 
 RunFn = Callable[[np.ndarray], Sequence[np.ndarray]]
-# (queue seconds of each request, compute seconds, rows) after every batch; queue depth on every change.
-BatchObserver = Callable[[list[float], float, int], None]
+# Seconds of one call's phases: assembling its input, the model's run, handing each request its rows.
+Phases = tuple[float, float, float]
+# (queue seconds of each request, the call's phases, rows) after every batch; queue depth on every change.
+BatchObserver = Callable[[list[float], Phases, int], None]
 DepthObserver = Callable[[int], None]
 
 
@@ -111,16 +113,19 @@ class Batcher:
             rows = sum(len(p.rows) for p in batch)
             self._computing = True
             try:
-                await self._compute(loop, batch)
+                phases = await self._compute(loop, batch)
             finally:
                 self._computing = False
-            if self._on_batch is not None:
-                self._on_batch([started - p.enqueued for p in batch], time.perf_counter() - started, rows)
+            if self._on_batch is not None and phases is not None:
+                self._on_batch([started - p.enqueued for p in batch], phases, rows)
 
-    async def _compute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
-        """Run one merged call and hand each request its rows; if the call fails, run each request
-        alone so that only the request that makes the model fail gets the error."""
+    async def _compute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> Phases | None:
+        """Run one merged call and hand each request its rows (the call's phases; None when it failed);
+        if the call fails, run each request alone so that only the request that makes the model fail
+        gets the error."""
+        started = time.perf_counter()
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
+        assembled = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executor, self.run, inputs)
         except asyncio.CancelledError:
@@ -131,16 +136,18 @@ class Batcher:
             if len(batch) > 1:
                 for p in batch:
                     await self._compute(loop, [p])
-                return
+                return None
             if not batch[0].future.done():
                 batch[0].future.set_exception(e)
-            return
+            return None
+        ran = time.perf_counter()
         start = 0
         for p in batch:
             stop = start + len(p.rows)
             if not p.future.done():
                 p.future.set_result([o[start:stop] for o in outputs])
             start = stop
+        return assembled - started, ran - assembled, time.perf_counter() - ran
 
     def _rows_queued(self) -> int:
         return sum(len(p.rows) for p in self._queue)

@@ -11,12 +11,14 @@ a wire format.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
-from contract.errors import Forbidden, InvalidInput, ModelNotFound
+from contract.errors import Forbidden, InvalidInput, ModelNotFound, ServingError
 
+from . import statistics
 from .engine import Engine
 from .kinds import ModelKind
 from .lifecycle import Lifecycle
@@ -86,6 +88,15 @@ class DataPlane:
     def prepare(self, request: InferRequest) -> tuple[ModelRuntime, np.ndarray, list[Output]]:
         """Resolve and check everything (no model runs yet): the model, its float32 rows, the outputs to answer."""
         rt = self.model(request.model, request.version, request.kind)
+        started = time.perf_counter()
+        try:
+            return (rt, *self.check(rt, request))
+        except ServingError:
+            self.engine.observe_request(rt, False, time.perf_counter() - started)
+            raise
+
+    def check(self, rt: ModelRuntime, request: InferRequest) -> tuple[np.ndarray, list[Output]]:
+        """``request``'s float32 rows for ``rt`` and the outputs to answer, or the error that says what is wrong."""
         if len(request.inputs) != 1:
             raise InvalidInput(f"model {rt.store_name} takes one input {rt.input_spec['name']!r}, got {len(request.inputs)}")
         (tensor,) = request.inputs
@@ -93,7 +104,7 @@ class DataPlane:
         batch = rows(rt, tensor, full)
         if request.members and not rt.kind.has_members:
             raise InvalidInput(f"members=true asks for each member's answer; it needs model=ensemble, not {rt.public_name!r}")
-        return rt, batch, self.outputs(rt, request.outputs)
+        return batch, self.outputs(rt, request.outputs)
 
     def outputs(self, rt: ModelRuntime, requested: list[Output] | None) -> list[Output]:
         known = rt.output_names
@@ -116,6 +127,16 @@ class DataPlane:
 
     async def run(self, request: InferRequest, rt: ModelRuntime, batch: np.ndarray, wanted: list[Output]) -> InferResponse:
         """Compute a prepared request: batched with others, or on the direct path when it is bulk."""
+        started = time.perf_counter()
+        try:
+            response = await self._run(request, rt, batch, wanted)
+        except Exception:
+            self.engine.observe_request(rt, False, time.perf_counter() - started)
+            raise
+        self.engine.observe_request(rt, True, time.perf_counter() - started)
+        return response
+
+    async def _run(self, request: InferRequest, rt: ModelRuntime, batch: np.ndarray, wanted: list[Output]) -> InferResponse:
         engine = self.engine
         members = None
         if request.members:
@@ -132,6 +153,20 @@ class DataPlane:
             o.name: classification(rt, arrays[o.name], o.classes) if o.classes else arrays[o.name] for o in wanted if o.name in arrays
         }
         return InferResponse(rt, outputs, wanted, members, request.id)
+
+    # ------------------------------------------------------------ statistics
+
+    def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
+        """Triton's ``model_stats`` for every served version (no ``name``), every served version of
+        ``name``, or the one ``version`` names (see :mod:`serving.core.statistics`)."""
+        registry = self.engine.registry
+        if not name:
+            chosen = sorted(registry.runtimes.values(), key=lambda rt: (rt.store_name, rt.version_number))
+        elif version:
+            chosen = [self.model(name, version)]
+        else:
+            chosen = sorted(registry.versions_of(self.model(name).store_name), key=lambda rt: rt.version_number)
+        return statistics.model_statistics([(rt.store_name, str(rt.version_number)) for rt in chosen])
 
 
 def _a(word: str) -> str:

@@ -132,6 +132,11 @@ class Engine:
             on_depth=(lambda depth: metrics.set_depth(name, version, depth)) if metrics else None,
         )
 
+    def observe_request(self, rt: ModelRuntime, ok: bool, seconds: float) -> None:
+        """One request for ``rt`` answered (``ok``) or failed after ``seconds`` (the statistics extension)."""
+        if self.metrics is not None:
+            self.metrics.observe_request(rt.store_name, str(rt.version_number), ok, seconds)
+
     # ------------------------------------------------------------ inference
 
     async def infer(self, rt: ModelRuntime, rows: np.ndarray) -> list[np.ndarray]:
@@ -176,7 +181,7 @@ class Engine:
         started = time.perf_counter()
         outputs = rt.predict_all(rows)
         if self.metrics is not None:
-            self.metrics.observe_batch(rt.store_name, str(rt.version_number), [], time.perf_counter() - started, len(rows))
+            self.metrics.observe_batch(rt.store_name, str(rt.version_number), [], (0.0, time.perf_counter() - started, 0.0), len(rows))
         return outputs
 
     # ------------------------------------------------------------ manifold

@@ -40,6 +40,7 @@ from contract.errors import (
     error_message,
     http_status,
 )
+from serving.core.metrics import STATS_PREFIX
 
 logger = logging.getLogger("serving.http")
 
@@ -232,17 +233,27 @@ class HttpMetrics:
         await send({"type": "http.response.body", "body": text})
 
 
+class _Published:
+    """Every family of ``source`` but the statistics extension's counters (served at /v2/models/stats;
+    their per-batch-size series would crowd a scrape)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+
+    def collect(self) -> Any:
+        return (family for family in self.source.collect() if not family.name.startswith(STATS_PREFIX))
+
+
 def _render_metrics() -> bytes:
     import os
 
     import prometheus_client as prom
     from prometheus_client import multiprocess
 
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = prom.CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return prom.generate_latest(registry)
-    return prom.generate_latest()
+    source: Any = multiprocess.MultiProcessCollector(None) if "PROMETHEUS_MULTIPROC_DIR" in os.environ else prom.REGISTRY  # type: ignore[no-untyped-call]
+    registry = prom.CollectorRegistry()
+    registry.register(_Published(source))
+    return prom.generate_latest(registry)
 
 
 # ---------------------------------------------------------------- routes

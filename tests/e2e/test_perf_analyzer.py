@@ -1,4 +1,5 @@
-"""Triton's own perf_analyzer drives the service in every mode it has for us: exit 0 and a throughput.
+"""Triton's own perf_analyzer drives the service in every mode it has for us: exit 0, a throughput and
+(v2) the server-side breakdown it reads from the statistics extension.
 
 Under ``CI`` a perf_analyzer that cannot run (``libb64-0d`` or the ``nvidia-cuda-runtime-cu12`` wheel
 missing) fails the test; elsewhere it skips, saying what to install.
@@ -31,6 +32,8 @@ def test_perf_analyzer_runs_in_every_mode(runnable, server, mode):
     assert result["throughput"] > 0, result["report"]
     assert 0 < result["p50_us"] <= result["p99_us"], result
     assert "Concurrency: 2, throughput" in result["report"], result["report"]
+    if mode != "tfserving":  # the server-side breakdown, from the statistics extension
+        assert "Successful request count" in result["report"] and "compute infer" in result["report"], result["report"]
 
 
 def test_perf_analyzer_reports_a_server_error_as_a_failure(runnable, server):

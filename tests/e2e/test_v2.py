@@ -360,13 +360,3 @@ def test_the_ensemble_over_v2(request, client_name, server, images):
     body = httpx.post(f"{server.http_url}/v1/classify", json={"model": "ensemble", "images": images.tolist()}, timeout=60).json()
     np.testing.assert_allclose(probs, [p["probabilities"] for p in body["predictions"]], atol=1e-6)
     assert client.is_model_ready("mnist-ensemble")
-
-
-@pytest.mark.parametrize("model", ["", "mnist-lstm"])
-def test_statistics_say_not_offered_on_both_transports(triton_http, triton_grpc, model: str) -> None:
-    """Until the statistics extension exists, both of tritonclient's transports hear that it is not offered
-    (not "unknown model 'stats'")."""
-    for client in (triton_http, triton_grpc):
-        with pytest.raises(InferenceServerException) as raised:
-            client.get_inference_statistics(model_name=model)
-        assert "not offered" in str(raised.value) and "unknown model" not in str(raised.value)

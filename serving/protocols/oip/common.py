@@ -25,7 +25,7 @@ from serving.protocols import codec
 SERVER_NAME = "digits"
 PLATFORM = triton.PLATFORM
 # Extensions of the protocol this server implements (Triton's names, as ServerMetadata lists them).
-EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository")
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics")
 
 
 def server_metadata() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from contract import triton
 from contract.errors import InvalidInput, Unimplemented
@@ -130,6 +131,10 @@ class InferenceServicer:
         echo = pb.ModelInferResponse(model_name=request.model_name, model_version=request.model_version, id=request.id)
         return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
 
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext) -> Any:
+        stats = self.plane.statistics(request.name or None, request.version or None)
+        return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
+
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> Any:
         rows = self.plane.control().repository_index()
         if request.ready:
@@ -154,6 +159,7 @@ class InferenceServicer:
             "ModelMetadata": pb.ModelMetadataRequest,
             "ModelConfig": pb.ModelConfigRequest,
             "ModelInfer": pb.ModelInferRequest,
+            "ModelStatistics": pb.ModelStatisticsRequest,
             "RepositoryIndex": pb.RepositoryIndexRequest,
             "RepositoryModelLoad": pb.RepositoryModelLoadRequest,
             "RepositoryModelUnload": pb.RepositoryModelUnloadRequest,

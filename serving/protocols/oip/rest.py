@@ -19,7 +19,7 @@ from fastapi import Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
-from contract.errors import InvalidInput, Unimplemented, error_message
+from contract.errors import InvalidInput, error_message
 from serving.core.request import BYTES, InferRequest, InferResponse, Output, datatype_of
 from serving.core.runtime import ModelRuntime
 from serving.transport.http import (
@@ -102,13 +102,12 @@ def _model(request: Request, name: str, version: str | None) -> ModelRuntime:
     return plane(request).model(name, version or None)
 
 
-# Triton's statistics extension is not offered yet: say so (as gRPC's ModelStatistics does), rather than
-# read "stats" as a model name. Left out of the OpenAPI document: they are no operations.
-@api.get("/models/stats", include_in_schema=False)
-@api.get("/models/{name}/stats", include_in_schema=False)
-@api.get("/models/{name}/versions/{version}/stats", include_in_schema=False)
-async def model_statistics(name: str = "", version: str = "") -> Response:
-    raise Unimplemented("the statistics extension (GET /v2/models/.../stats) is not offered by this server (see GET /v2 extensions)")
+# Registered before /models/{name}, which would read "stats" as a model name.
+@api.get("/models/stats", summary="Triton's statistics extension: every served model version")
+@api.get("/models/{name}/stats", summary="Statistics of every served version of a model")
+@api.get("/models/{name}/versions/{version}/stats", summary="Statistics of one version")
+async def model_statistics(request: Request, name: str = "", version: str = "") -> Response:
+    return JSON({"model_stats": plane(request).statistics(name or None, version or None)})
 
 
 @api.get("/models/{name}", summary="Model metadata: versions, platform, input and output tensors")

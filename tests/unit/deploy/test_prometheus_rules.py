@@ -120,7 +120,7 @@ async def get(middleware, path):
 
 async def main():
     metrics = engine_metrics()
-    metrics.observe_batch("mnist-lstm", "1", [0.001], 0.002, 1)
+    metrics.observe_batch("mnist-lstm", "1", [0.001], (0.0001, 0.002, 0.0001), 1)
     metrics.set_depth("mnist-lstm", "1", 0)
     middleware = HttpMetrics(app, RouteTemplates([], exact=["/readyz"]), service_name="digits", buckets=(0.1, 1.0))
     await get(middleware, "/readyz")
