@@ -39,6 +39,7 @@ from .protocols.oip.rest import api as v2_api
 from .protocols.v1.app import api
 from .settings import Settings, unknown_env_names
 from .transport import drain, http, openapi
+from .transport.compression import Compression
 from .transport.middleware import DRAIN, ConnectionRecycle, ErrorShield, HttpMetrics, RequestLimits, RouteFallback, RouteTemplates
 
 logger = logging.getLogger("serving.service")
@@ -194,4 +195,5 @@ _service.add_asgi_middleware(
 )
 _service.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"}, openapi=_openapi)
 _service.add_asgi_middleware(RequestLimits, max_body_bytes=SETTINGS.max_body_bytes, max_header_bytes=SETTINGS.max_header_bytes)
+_service.add_asgi_middleware(Compression, max_body_bytes=SETTINGS.max_body_bytes)
 _service.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection, max_in_flight=SETTINGS.max_in_flight)
