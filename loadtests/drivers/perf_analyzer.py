@@ -32,6 +32,8 @@ MODES: dict[str, tuple[str, ...]] = {
     "grpc": ("-i", "grpc"),
     "grpc-async": ("-i", "grpc", "--async"),
     "grpc-streaming": ("-i", "grpc", "--streaming"),
+    "http-shm": ("-i", "http", "--shared-memory", "system"),
+    "grpc-shm": ("-i", "grpc", "--shared-memory", "system"),
     "tfserving": ("--service-kind", "tfserving", "-i", "grpc"),
 }
 

@@ -12,6 +12,7 @@ a wire format.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,11 @@ from contract.errors import Forbidden, InvalidInput, ModelNotFound, ServingError
 from . import statistics
 from .engine import Engine
 from .kinds import ModelKind
-from .lifecycle import Lifecycle
+from .lifecycle import Lifecycle, default_state_dir
 from .request import InferRequest, InferResponse, Output
 from .rules import check_header, rows
 from .runtime import ModelRuntime
+from .shm import SystemSharedMemory
 
 
 class DataPlane:
@@ -34,6 +36,8 @@ class DataPlane:
         self.engine = engine
         self.settings = engine.settings
         self.lifecycle = lifecycle  # None: a fixed set of models (tests, benchmarks): no control API
+        state_dir = Path(self.settings.state_dir) if self.settings.state_dir else default_state_dir()
+        self.shared_memory = SystemSharedMemory(state_dir)  # Triton's system shared memory, for every worker
 
     def control(self, change: bool = False) -> Lifecycle:
         """The model lifecycle, for the control API (Triton's repository extension, labels).

@@ -30,6 +30,7 @@ from contract.errors import (
     Overloaded,
     PayloadTooLarge,
     ServingError,
+    Unimplemented,
     UnsupportedMediaType,
     http_status,
 )
@@ -55,7 +56,7 @@ class JSON(Response):
 def error_response(exc: BaseException, shape: ErrorShape, headers: dict[str, str] | None = None) -> Response:
     """``exc`` as its status, in the protocol's error shape (503s with Retry-After); server faults are logged."""
     status = http_status(exc)
-    if status >= 500 and not isinstance(exc, (NotReady, Overloaded)):
+    if status >= 500 and not isinstance(exc, (NotReady, Overloaded, Unimplemented)):
         logger.error("request failed", exc_info=exc)
     if status == 503:
         headers = {**(headers or {}), "Retry-After": RETRY_AFTER_S}

@@ -25,7 +25,7 @@ from serving.protocols import codec
 SERVER_NAME = "digits"
 PLATFORM = triton.PLATFORM
 # Extensions of the protocol this server implements (Triton's names, as ServerMetadata lists them).
-EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics")
+EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics", "system_shared_memory")
 
 
 def server_metadata() -> dict[str, Any]:
@@ -112,6 +112,42 @@ def raw_tensor(name: str, datatype: str, shape: Any, raw: bytes | memoryview) ->
         return np.frombuffer(raw, dtype=dtype).reshape(dims)
 
     return Tensor(name, str(datatype), dims, decode)
+
+
+SHM_REGION, SHM_SIZE, SHM_OFFSET = "shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"
+
+
+def shm_input(plane: DataPlane, name: str, datatype: str, shape: Any, parameters: dict[str, Any]) -> Tensor | None:
+    """An input whose bytes are in a registered system shared memory region (None when they are not)."""
+    region = parameters.get(SHM_REGION)
+    if region is None:
+        return None
+    if SHM_SIZE not in parameters:
+        raise InvalidInput(f"input {name!r}: {SHM_REGION} needs {SHM_SIZE}")
+    raw = plane.shared_memory.read(str(region), parameters.get(SHM_OFFSET, 0), parameters[SHM_SIZE], f"input {name!r}")
+    return raw_tensor(name, datatype, shape, raw)
+
+
+def shm_output(parameters: dict[str, Any], name: str) -> tuple[str, Any, Any] | None:
+    """(region, offset, byte size) an output is to be written to, or None to send it back."""
+    region = parameters.get(SHM_REGION)
+    if region is None:
+        return None
+    if SHM_SIZE not in parameters:
+        raise InvalidInput(f"output {name!r}: {SHM_REGION} needs {SHM_SIZE}")
+    return str(region), parameters.get(SHM_OFFSET, 0), parameters[SHM_SIZE]
+
+
+def write_shm_output(plane: DataPlane, target: tuple[str, Any, Any], name: str, arr: np.ndarray) -> tuple[str, dict[str, Any]]:
+    """Write an output into its region: (datatype, the parameters its answer carries instead of data)."""
+    datatype, raw = raw_bytes(arr)
+    region, offset, size = target
+    plane.shared_memory.write(region, offset, size, raw, f"output {name!r}")
+    return datatype, {SHM_REGION: region, SHM_SIZE: len(raw), **({SHM_OFFSET: offset} if offset else {})}
+
+
+def regions_status(plane: DataPlane, name: str | None) -> list[dict[str, Any]]:
+    return [{"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size} for r in plane.shared_memory.status(name)]
 
 
 # ---------------------------------------------------------------- outputs

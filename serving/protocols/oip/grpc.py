@@ -16,7 +16,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from contract import triton
-from contract.errors import InvalidInput, Unimplemented
+from contract.errors import InvalidInput, NotFound, Unimplemented
 from contract.protos.inference import grpc_service_pb2 as pb
 from serving.core.dataplane import DataPlane
 from serving.core.request import InferRequest, Output, Tensor
@@ -95,6 +95,10 @@ class InferenceServicer:
             raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs")
         tensors = []
         for i, tensor in enumerate(request.inputs):
+            in_region = v2.shm_input(self.plane, tensor.name, tensor.datatype, list(tensor.shape), _values(tensor.parameters))
+            if in_region is not None:
+                tensors.append(in_region)
+                continue
             if raw:
                 if tensor.HasField("contents"):
                     raise InvalidInput(f"input {tensor.name!r} has both contents and raw_input_contents; send one")
@@ -113,8 +117,19 @@ class InferenceServicer:
         )
         rt = answer.model
         response = pb.ModelInferResponse(model_name=rt.store_name, model_version=str(rt.version_number), id=request.id)
+        shared = {o.name: target for o in request.outputs if (target := v2.shm_output(_values(o.parameters), o.name))}
         for out in answer.requested:
             arr = answer.outputs[out.name]
+            if out.name in shared:  # written to its region; an empty entry keeps raw_output_contents aligned
+                datatype, params = v2.write_shm_output(self.plane, shared[out.name], out.name, arr)
+                entry = response.outputs.add(name=out.name, datatype=datatype, shape=arr.shape)
+                for key, value in params.items():
+                    if isinstance(value, str):
+                        entry.parameters[key].string_param = value
+                    else:
+                        entry.parameters[key].int64_param = int(value)
+                response.raw_output_contents.append(b"")
+                continue
             datatype, data = v2.raw_bytes(arr)
             response.outputs.add(name=out.name, datatype=datatype, shape=arr.shape)
             response.raw_output_contents.append(data)
@@ -134,6 +149,31 @@ class InferenceServicer:
     async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext) -> Any:
         stats = self.plane.statistics(request.name or None, request.version or None)
         return json_format.ParseDict({"model_stats": stats}, pb.ModelStatisticsResponse())
+
+    async def SystemSharedMemoryStatus(self, request: pb.SystemSharedMemoryStatusRequest, context: grpc.aio.ServicerContext) -> Any:
+        regions = v2.regions_status(self.plane, request.name or None)
+        status = pb.SystemSharedMemoryStatusResponse()
+        for r in regions:
+            status.regions[r["name"]].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(**r))
+        return status
+
+    async def SystemSharedMemoryRegister(self, request: pb.SystemSharedMemoryRegisterRequest, context: grpc.aio.ServicerContext) -> Any:
+        self.plane.shared_memory.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(self, request: pb.SystemSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext) -> Any:
+        self.plane.shared_memory.unregister(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    async def CudaSharedMemoryStatus(self, request: pb.CudaSharedMemoryStatusRequest, context: grpc.aio.ServicerContext) -> Any:
+        if request.name:
+            raise NotFound(
+                f"no CUDA shared memory region {request.name[:100]!r} is registered (this server offers system shared memory only)"
+            )
+        return pb.CudaSharedMemoryStatusResponse()
+
+    async def CudaSharedMemoryUnregister(self, request: pb.CudaSharedMemoryUnregisterRequest, context: grpc.aio.ServicerContext) -> Any:
+        return pb.CudaSharedMemoryUnregisterResponse()  # none can be registered here
 
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext) -> Any:
         rows = self.plane.control().repository_index()
@@ -160,6 +200,11 @@ class InferenceServicer:
             "ModelConfig": pb.ModelConfigRequest,
             "ModelInfer": pb.ModelInferRequest,
             "ModelStatistics": pb.ModelStatisticsRequest,
+            "SystemSharedMemoryStatus": pb.SystemSharedMemoryStatusRequest,
+            "SystemSharedMemoryRegister": pb.SystemSharedMemoryRegisterRequest,
+            "SystemSharedMemoryUnregister": pb.SystemSharedMemoryUnregisterRequest,
+            "CudaSharedMemoryStatus": pb.CudaSharedMemoryStatusRequest,
+            "CudaSharedMemoryUnregister": pb.CudaSharedMemoryUnregisterRequest,
             "RepositoryIndex": pb.RepositoryIndexRequest,
             "RepositoryModelLoad": pb.RepositoryModelLoadRequest,
             "RepositoryModelUnload": pb.RepositoryModelUnloadRequest,
@@ -173,6 +218,16 @@ class InferenceServicer:
                     Unimplemented(f"{method.name} is not offered by this server (see ServerMetadata extensions)")
                 )
         return grpc.method_handlers_generic_handler(SERVICE, table)
+
+
+def _values(parameters: Any) -> dict[str, Any]:
+    """A protobuf ``map<string, InferParameter>`` as plain values."""
+    out = {}
+    for key, value in parameters.items():
+        which = value.WhichOneof("parameter_choice")
+        if which is not None:
+            out[key] = getattr(value, which)
+    return out
 
 
 def _version_parameter(parameters: Any) -> str:

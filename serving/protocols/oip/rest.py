@@ -17,9 +17,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from contract.errors import InvalidInput, error_message
+from contract.errors import InvalidInput, NotFound, Unimplemented, error_message
+from serving.core.dataplane import DataPlane
 from serving.core.request import BYTES, InferRequest, InferResponse, Output, datatype_of
 from serving.core.runtime import ModelRuntime
 from serving.transport.http import (
@@ -33,6 +34,7 @@ from serving.transport.http import (
     invalid_request,
     plane,
     protocol_app,
+    read_json,
     until_disconnect,
 )
 
@@ -184,6 +186,59 @@ async def repository_unload(name: ModelName, request: Request) -> Response:
     return JSON({})
 
 
+# ---------------------------------------------------------------- shared memory (Triton's extension)
+
+
+class RegisterRegion(BaseModel):
+    key: str = Field(description="the POSIX shared memory object, as shm_open names it (/input0)")
+    offset: int = Field(default=0, ge=0, description="where the region starts in the object")
+    byte_size: int = Field(ge=0, description="the region's size in bytes")
+
+
+@api.get("/systemsharedmemory/status", summary="Every registered system shared memory region")
+@api.get("/systemsharedmemory/region/{region}/status", summary="One registered region")
+async def shm_status(request: Request, region: str = "") -> Response:
+    return JSON(v2.regions_status(plane(request), region or None))
+
+
+@api.post(
+    "/systemsharedmemory/region/{region}/register",
+    summary="Register a region of a POSIX shared memory object (key, offset, byte_size) under a name",
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": RegisterRegion.model_json_schema()}}}},
+)
+async def shm_register(request: Request, region: str) -> Response:
+    body = await read_json(request, RegisterRegion, (JSON_SLACK, JSON_SLACK, "a region"))
+    plane(request).shared_memory.register(region, body.key, body.offset, body.byte_size)
+    return JSON({})
+
+
+@api.post("/systemsharedmemory/unregister", summary="Unregister every system shared memory region")
+@api.post("/systemsharedmemory/region/{region}/unregister", summary="Unregister one region (an unknown one is no error)")
+async def shm_unregister(request: Request, region: str = "") -> Response:
+    plane(request).shared_memory.unregister(region or None)
+    return JSON({})
+
+
+# CUDA shared memory: none can be registered on this CPU server, so none is ever listed or unregistered.
+@api.get("/cudasharedmemory/status", include_in_schema=False)
+@api.get("/cudasharedmemory/region/{region}/status", include_in_schema=False)
+async def cuda_shm_status(region: str = "") -> Response:
+    if region:
+        raise NotFound(f"no CUDA shared memory region {region[:100]!r} is registered (this server offers system shared memory only)")
+    return JSON([])
+
+
+@api.post("/cudasharedmemory/unregister", include_in_schema=False)
+@api.post("/cudasharedmemory/region/{region}/unregister", include_in_schema=False)
+async def cuda_shm_unregister(region: str = "") -> Response:
+    return JSON({})
+
+
+@api.post("/cudasharedmemory/region/{region}/register", include_in_schema=False)
+async def cuda_shm_register(region: str) -> Response:
+    raise Unimplemented("CUDA shared memory is not offered by this server (it serves on CPU); use system shared memory")
+
+
 # ---------------------------------------------------------------- infer
 
 _INFER_DOC = {
@@ -218,6 +273,10 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
         raise invalid_request(e.errors()) from None
     tensors, offset = [], 0
     for tensor in req.inputs:
+        shared = v2.shm_input(dataplane, tensor.name, tensor.datatype, tensor.shape, tensor.parameters or {})
+        if shared is not None:
+            tensors.append(shared)
+            continue
         size = (tensor.parameters or {}).get("binary_data_size")
         if size is None:
             tensors.append(v2.json_tensor(tensor.name, tensor.datatype, tensor.shape, tensor.data))
@@ -233,7 +292,7 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
     outputs = [_requested(o) for o in req.outputs] if req.outputs else None
     infer_request = InferRequest(tensors, rt.store_name, rt.version, outputs=outputs, id=req.id)
     answer = await until_disconnect(request, dataplane.infer(infer_request))
-    return _response(answer, req)
+    return _response(dataplane, answer, req)
 
 
 def _split_body(body: bytes, declared: str | None) -> tuple[bytes, bytes]:
@@ -259,14 +318,17 @@ def _requested(out: RequestOutput) -> Output:
     return Output(out.name, classes, binary)
 
 
-def _response(answer: InferResponse, req: InferenceRequest) -> Response:
+def _response(dataplane: DataPlane, answer: InferResponse, req: InferenceRequest) -> Response:
     rt: ModelRuntime = answer.model
     default_binary = bool((req.parameters or {}).get("binary_data_output", False))
+    shared = {o.name: target for o in req.outputs or () if (target := v2.shm_output(o.parameters or {}, o.name))}
     entries, tails = [], []
     for out in answer.requested:
         arr = answer.outputs[out.name]
         entry: dict[str, Any] = {"name": out.name, "shape": list(arr.shape)}
-        if default_binary if out.binary is None else out.binary:
+        if out.name in shared:  # no data and no parameters: Triton's clients read "parameters" as binary data
+            entry["datatype"], _ = v2.write_shm_output(dataplane, shared[out.name], out.name, arr)
+        elif default_binary if out.binary is None else out.binary:
             entry["datatype"], raw = v2.raw_bytes(arr)
             entry["parameters"] = {"binary_data_size": len(raw)}
             tails.append(raw)
