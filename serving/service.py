@@ -41,6 +41,7 @@ from .settings import Settings, unknown_env_names
 from .transport import drain, http, openapi
 from .transport.compression import Compression
 from .transport.middleware import DRAIN, ConnectionRecycle, ErrorShield, HttpMetrics, RequestLimits, RouteFallback, RouteTemplates
+from .transport.restricted import Restricted, RestrictedApis
 
 logger = logging.getLogger("serving.service")
 
@@ -194,6 +195,7 @@ _service.add_asgi_middleware(
     buckets=LATENCY_BUCKETS,
 )
 _service.add_asgi_middleware(RouteFallback, aliases={"/v2": "/v2/"}, openapi=_openapi)
+_service.add_asgi_middleware(RestrictedApis, restricted=Restricted.parse(SETTINGS.restricted_api))
 _service.add_asgi_middleware(RequestLimits, max_body_bytes=SETTINGS.max_body_bytes, max_header_bytes=SETTINGS.max_header_bytes)
 _service.add_asgi_middleware(Compression, max_body_bytes=SETTINGS.max_body_bytes)
 _service.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection, max_in_flight=SETTINGS.max_in_flight)

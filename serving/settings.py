@@ -118,6 +118,13 @@ def _parse_version_labels(raw: str) -> str:
     return raw.strip()
 
 
+def _parse_restricted(raw: str) -> str:
+    from .transport.restricted import Restricted
+
+    Restricted.parse(raw)
+    return raw.strip()
+
+
 def _setting(default: Any, parse: Callable[[str], Any], help: str) -> Any:
     return field(default=default, metadata={"parse": parse, "help": help})
 
@@ -158,6 +165,12 @@ class Settings:
     )
     model_control: bool = _setting(
         False, _parse_bool, "enable the model control API (POST /v2/repository/..., label changes): it changes what is served"
+    )
+    restricted_api: str = _setting(
+        "",
+        _parse_restricted,
+        "admin API groups that need a key, as 'GROUPS:KEY=VALUE' entries separated by ';' (groups: model-repository, shared-memory, statistics), "
+        "e.g. 'model-repository,shared-memory:admin-key=secret'; the key is an HTTP header or gRPC metadata; empty = none restricted",
     )
     state_dir: str | None = _setting(
         None,

@@ -22,6 +22,7 @@ from serving.core.dataplane import DataPlane
 from serving.core.request import InferRequest, Output, Tensor
 from serving.core.runtime import ModelRuntime
 from serving.transport.grpc import guarded_handler, guarded_stream_handler, unimplemented_handler
+from serving.transport.restricted import Restricted, guard_grpc
 
 from . import common as v2
 
@@ -209,7 +210,8 @@ class InferenceServicer:
             "RepositoryModelLoad": pb.RepositoryModelLoadRequest,
             "RepositoryModelUnload": pb.RepositoryModelUnloadRequest,
         }
-        table = {name: guarded_handler(getattr(self, name), cls) for name, cls in implemented.items()}
+        restricted = Restricted.parse(self.plane.settings.restricted_api)
+        table = {name: guarded_handler(guard_grpc(restricted, name, getattr(self, name)), cls) for name, cls in implemented.items()}
         table["ModelStreamInfer"] = guarded_stream_handler(self.stream_answer, pb.ModelInferRequest, self.stream_error, STREAM_IN_FLIGHT)
         service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
         for method in service.methods:
