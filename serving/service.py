@@ -24,6 +24,7 @@ import asyncio
 import gc
 import logging
 import signal
+import ssl
 import time
 from typing import Any
 
@@ -49,6 +50,16 @@ logger = logging.getLogger("serving.service")
 SETTINGS = Settings.from_env()
 
 
+def _tls(settings: Settings) -> dict[str, Any]:
+    """BentoML's (uvicorn's) HTTPS settings from SERVING_TLS_*; {} for plain HTTP."""
+    if not settings.tls_cert:
+        return {}
+    config: dict[str, Any] = {"enabled": True, "certfile": settings.tls_cert, "keyfile": settings.tls_key}
+    if settings.tls_client_ca:
+        config.update(ca_certs=settings.tls_client_ca, cert_reqs=ssl.CERT_REQUIRED)
+    return config
+
+
 @bentoml.asgi_app(demo, path="/demo")
 @bentoml.asgi_app(api, path="/v1")
 @bentoml.asgi_app(v2_api, path="/v2")
@@ -62,6 +73,7 @@ SETTINGS = Settings.from_env()
     # With no exporter configured the spans are discarded: excluding every URL skips building them.
     tracing={} if SETTINGS.tracing else {"excluded_urls": ".*"},
     http={"host": SETTINGS.host, "port": SETTINGS.http_port},
+    ssl=_tls(SETTINGS),
     logging={"access": {"enabled": SETTINGS.access_log}},
     # BentoML labels its request metrics with the raw path: one series (and ~70 KB per worker) for
     # every URL a client invents. HttpMetrics keeps its names with route templates instead.

@@ -166,6 +166,15 @@ class Settings:
     model_control: bool = _setting(
         False, _parse_bool, "enable the model control API (POST /v2/repository/..., label changes): it changes what is served"
     )
+    tls_cert: str | None = _setting(
+        None, _parse_optional_str, "PEM certificate (chain) file: HTTPS on the HTTP port and TLS on the gRPC port; empty = plain text"
+    )
+    tls_key: str | None = _setting(None, _parse_optional_str, "PEM private key file of SERVING_TLS_CERT")
+    tls_client_ca: str | None = _setting(
+        None,
+        _parse_optional_str,
+        "PEM CA bundle: with it, clients must present a certificate it signed (mutual TLS, HTTP and gRPC); empty = no client certificates",
+    )
     restricted_api: str = _setting(
         "",
         _parse_restricted,
@@ -259,7 +268,12 @@ class Settings:
                 values[f.name] = f.metadata["parse"](raw)
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
-        return cls(**values)
+        settings = cls(**values)
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise ValueError("SERVING_TLS_CERT and SERVING_TLS_KEY: set both (TLS) or neither (plain text)")
+        if settings.tls_client_ca and not settings.tls_cert:
+            raise ValueError("SERVING_TLS_CLIENT_CA needs SERVING_TLS_CERT and SERVING_TLS_KEY (mutual TLS is TLS)")
+        return settings
 
     def describe(self) -> dict[str, Any]:
         """JSON-friendly view of every setting (for logs and ``GET /v1/models``-style docs)."""

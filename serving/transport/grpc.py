@@ -134,6 +134,21 @@ def _health_servicer(health: Any, services: Sequence[str]) -> Any:
     return Health()
 
 
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from SERVING_TLS_CERT / SERVING_TLS_KEY (client certificates required with SERVING_TLS_CLIENT_CA), or None."""
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    ca = read(settings.tls_client_ca) if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(read(settings.tls_key), read(settings.tls_cert))], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
 class GrpcServer:
     """The worker's grpc.aio server: the given services + health + reflection on one port."""
 
@@ -163,7 +178,9 @@ class GrpcServer:
             (*self.services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
         )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
-        if server.add_insecure_port(address) == 0:
+        credentials = server_credentials(self.settings)
+        bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        if bound == 0:
             raise RuntimeError(f"cannot bind gRPC to {address}")
         await server.start()
         self.server = server

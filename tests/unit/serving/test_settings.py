@@ -137,3 +137,18 @@ def test_readme_configuration_table_is_generated_from_the_settings():
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     block = readme.split("<!-- settings-table -->\n", 1)[1].split("\n<!-- /settings-table -->", 1)[0]
     assert block.strip() == markdown_table().strip(), "regenerate with: python -m serving.settings"
+
+
+@pytest.mark.parametrize(
+    "env,words",
+    [
+        ({"SERVING_TLS_CERT": "c.pem"}, "set both"),
+        ({"SERVING_TLS_KEY": "k.pem"}, "set both"),
+        ({"SERVING_TLS_CLIENT_CA": "ca.pem"}, "mutual TLS is TLS"),
+    ],
+)
+def test_tls_settings_come_together(env, words):
+    with pytest.raises(ValueError, match=words):
+        Settings.from_env(env)
+    both = Settings.from_env({"SERVING_TLS_CERT": "c.pem", "SERVING_TLS_KEY": "k.pem", "SERVING_TLS_CLIENT_CA": "ca.pem"})
+    assert (both.tls_cert, both.tls_key, both.tls_client_ca) == ("c.pem", "k.pem", "ca.pem")
