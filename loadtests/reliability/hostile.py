@@ -210,6 +210,43 @@ def hostile_http(t: Target) -> list[Hostile]:
             "/v2/repository/models/{name}/load", "control off", post("POST", "/v2/repository/models/mnist-lstm/load", b"{}"), 403, "v2"
         ),
     ]
+    # the statistics, shared memory and compression extensions
+    stats, reg = "/v2/models/{name}/stats", "/v2/systemsharedmemory/region/{region}/register"
+    shm_input = {"shared_memory_region": "nowhere", "shared_memory_byte_size": 3136}
+    zeros = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join(zeros.compress(bytes(MiB)) for _ in range(256)) + zeros.flush()  # 256 MiB of zeros in ~256 KB
+    out += [
+        Hostile(stats, "unknown model", post("GET", "/v2/models/no-such-model/stats", content_type=None), 404, "v2"),
+        Hostile(stats, "unknown version", post("GET", "/v2/models/mnist-lstm/versions/999/stats", content_type=None), 404, "v2"),
+        Hostile(
+            reg, "key outside /dev/shm", post("POST", reg.format(region="r"), b'{"key": "../../etc/passwd", "byte_size": 16}'), 400, "v2"
+        ),
+        Hostile(reg, "no such key", post("POST", reg.format(region="r"), b'{"key": "/no-such-object", "byte_size": 16}'), 400, "v2"),
+        Hostile(reg, "negative size", post("POST", reg.format(region="r"), b'{"key": "/x", "byte_size": -1}'), 400, "v2"),
+        Hostile(reg, "not JSON", post("POST", reg.format(region="r"), b"{key"), 400, "v2"),
+        Hostile(
+            "/v2/systemsharedmemory/region/{region}/status",
+            "unknown region",
+            post("GET", "/v2/systemsharedmemory/region/nowhere/status", content_type=None),
+            404,
+            "v2",
+        ),
+        Hostile(
+            v,
+            "input in an unknown region",
+            post(
+                "POST",
+                v,
+                json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 28, 28], "parameters": shm_input}]}).encode(),
+            ),
+            404,
+            "v2",
+        ),
+        Hostile(c, "gzip bomb (256 MiB of zeros)", post("POST", c, bomb, headers=[("Content-Encoding", "gzip")]), 413, heavy=True),
+        Hostile(c, "not gzip", post("POST", c, b"plain text", headers=[("Content-Encoding", "gzip")]), 400),
+        Hostile(c, "Content-Encoding br", post("POST", c, one, headers=[("Content-Encoding", "br")]), 415),
+        Hostile(v, "gzip bomb (256 MiB of zeros)", post("POST", v, bomb, headers=[("Content-Encoding", "gzip")]), 413, "v2", heavy=True),
+    ]
     return out
 
 
@@ -316,6 +353,21 @@ def hostile_grpc(t: Target) -> list[tuple[str, str, bytes, str, bool]]:
         ("BYTES datatype", infer, infer_req(datatype="BYTES"), "INVALID_ARGUMENT", False),
         ("1 MiB model name", infer, infer_req(name="m" * MiB), "NOT_FOUND", False),
         (
+            "ModelStatistics, unknown model",
+            "/inference.GRPCInferenceService/ModelStatistics",
+            v2pb.ModelStatisticsRequest(name="no-such-model").SerializeToString(),
+            "NOT_FOUND",
+            False,
+        ),
+        (
+            "SystemSharedMemoryRegister, key outside /dev/shm",
+            "/inference.GRPCInferenceService/SystemSharedMemoryRegister",
+            v2pb.SystemSharedMemoryRegisterRequest(name="r", key="../etc/passwd", byte_size=16).SerializeToString(),
+            "INVALID_ARGUMENT",
+            False,
+        ),
+        ("input in an unknown region", infer, _shm_infer(v2pb), "NOT_FOUND", False),
+        (
             "RepositoryModelLoad, control off",
             "/inference.GRPCInferenceService/RepositoryModelLoad",
             v2pb.RepositoryModelLoadRequest(model_name="mnist-lstm").SerializeToString(),
@@ -323,6 +375,14 @@ def hostile_grpc(t: Target) -> list[tuple[str, str, bytes, str, bool]]:
             False,
         ),
     ]
+
+
+def _shm_infer(v2pb: Any) -> bytes:
+    r = v2pb.ModelInferRequest(model_name="mnist-lstm")
+    tensor = r.inputs.add(name="images", datatype="FP32", shape=[1, 28, 28])
+    tensor.parameters["shared_memory_region"].string_param = "nowhere"
+    tensor.parameters["shared_memory_byte_size"].int64_param = 3136
+    return bytes(r.SerializeToString())
 
 
 def grpc_call(target: str, method: str, request: bytes, timeout: float = 30.0) -> tuple[str, str]:
