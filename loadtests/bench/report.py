@@ -130,6 +130,57 @@ def _peer_targets(report: dict[str, Any]) -> list[Target]:
             lambda v: v <= 600,
         ),
         _check("(7) launch to ready", "<= 10 s", ours.get("ready_s"), lambda v: fmt(v, 1, " s"), lambda v: v <= 10),
+        *_fast_path_targets(ours, triton, top, o32, t32),
+    ]
+
+
+def _pa(row: dict[str, Any], mode: str, concurrency: int) -> dict[str, Any]:
+    """One perf_analyzer run of a side-by-side row ({} when missing or skipped)."""
+    for r in row.get("perf_analyzer") or ():
+        if r.get("mode") == mode and r.get("concurrency") == concurrency and not r.get("skipped"):
+            return dict(r)
+    return {}
+
+
+def _fast_path_targets(ours: dict[str, Any], triton: dict[str, Any], top: int, o32: dict[str, Any], t32: dict[str, Any]) -> list[Target]:
+    """The gRPC fast-path issue's goals, from perf_analyzer's rows of this run (and wrk's /v1 rows)."""
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    g, h, tg = _pa(ours, "grpc", top), _pa(ours, "http", top), _pa(triton, "grpc", top)
+    g1, h1, tf = _pa(ours, "grpc", 1), _pa(ours, "http", 1), _pa(ours, "tfserving", top)
+    x = lambda v: fmt(v, 2, "x")  # noqa: E731
+    return [
+        _check(
+            f"(7) v2 gRPC infer/s at {top} / our v2 HTTP (perf_analyzer)",
+            ">= 1.15x",
+            ratio(g.get("throughput"), h.get("throughput")),
+            x,
+            lambda v: v >= 1.15,
+        ),
+        _check(
+            f"(7) v2 gRPC infer/s at {top} / Triton's gRPC",
+            ">= 1.5x",
+            ratio(g.get("throughput"), tg.get("throughput")),
+            x,
+            lambda v: v >= 1.5,
+        ),
+        _check(
+            f"(7) v2 gRPC p99 at {top} / Triton's gRPC p99", "<= 1.00x", ratio(g.get("p99_us"), tg.get("p99_us")), x, lambda v: v <= 1.0
+        ),
+        _check("(7) v2 gRPC p50 at 1 / our v2 HTTP p50", "<= 0.6x", ratio(g1.get("p50_us"), h1.get("p50_us")), x, lambda v: v <= 0.6),
+        _check(
+            f"(7) TF Serving Predict infer/s at {top} / our v2 HTTP",
+            ">= 1.00x",
+            ratio(tf.get("throughput"), h.get("throughput")),
+            x,
+            lambda v: v >= 1.0,
+        ),
+        _check(f"(7) /v1 HTTP req/s at {top} / Triton's (wrk)", ">= 2x", ratio(o32.get("rps"), t32.get("rps")), x, lambda v: v >= 2.0),
+        _check(
+            "(7) RSS of all server processes / Triton's", "<= 2x", ratio(ours.get("rss_mb"), triton.get("rss_mb")), x, lambda v: v <= 2.0
+        ),
     ]
 
 
@@ -310,6 +361,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             peers_table(peers),
         ]
+        from ..peers.compare import render_perf_analyzer
+
+        pa = render_perf_analyzer([p for p in peers if p.get("perf_analyzer")])
+        if pa:
+            out += [
+                "",
+                "Triton's perf_analyzer against ours and PyTriton (one 28x28 image of zeros per request; `--shared-memory system` "
+                "for grpc-shm; ratio = ours / PyTriton):",
+                "",
+                pa,
+            ]
 
     profiled = [r for r in served if r.get("profile")]
     for r in profiled:

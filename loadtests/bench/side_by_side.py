@@ -49,3 +49,4 @@ def bench_peers(
         )
     rep["peers"] = rows
     print(compare.render_markdown(rows), flush=True)
+    print(compare.render_perf_analyzer([r for r in rows if r.get("perf_analyzer")]), flush=True)

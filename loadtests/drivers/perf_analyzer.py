@@ -82,7 +82,9 @@ def unavailable() -> str | None:
     return None
 
 
-def command(mode: str, http: str, grpc: str, model: str, concurrency: int, measurement_ms: int, csv_path: str) -> list[str]:
+def command(
+    mode: str, http: str, grpc: str, model: str, concurrency: int, measurement_ms: int, csv_path: str, shape: str = "images:1,28,28"
+) -> list[str]:
     """The perf_analyzer command line for ``mode`` (a key of :data:`MODES`)."""
     exe = binary()
     if exe is None:
@@ -98,7 +100,7 @@ def command(mode: str, http: str, grpc: str, model: str, concurrency: int, measu
         "--input-data",
         "zero",
         "--shape",
-        "images:1,28,28",
+        shape,
         "--concurrency-range",
         str(concurrency),
         "--measurement-interval",
@@ -113,12 +115,21 @@ def command(mode: str, http: str, grpc: str, model: str, concurrency: int, measu
 
 
 def run(
-    mode: str, http: str, grpc: str, model: str, concurrency: int = 1, measurement_ms: int = 2000, timeout_s: float = 120
+    mode: str,
+    http: str,
+    grpc: str,
+    model: str,
+    concurrency: int = 1,
+    measurement_ms: int = 2000,
+    timeout_s: float = 120,
+    shape: str = "images:1,28,28",
 ) -> dict[str, Any]:
-    """One perf_analyzer run; its figures (``throughput`` infer/s, ``p50_us`` .. ``p99_us``) and its report text."""
+    """One perf_analyzer run; its figures (``throughput`` infer/s, ``p50_us`` .. ``p99_us``) and its report text.
+    ``shape``: the input's shape as perf_analyzer's ``--shape`` takes it (without the batch axis for a
+    model whose config has a ``max_batch_size``, as Triton's has)."""
     with tempfile.TemporaryDirectory(prefix="perf-analyzer-") as tmp:
         out = os.path.join(tmp, "result.csv")
-        argv = command(mode, http, grpc, model, concurrency, measurement_ms, out)
+        argv = command(mode, http, grpc, model, concurrency, measurement_ms, out, shape)
         done = subprocess.run(argv, capture_output=True, text=True, env=environment(), timeout=timeout_s, check=False)
         if done.returncode != 0 or not os.path.exists(out):
             raise PerfAnalyzerFailed(f"perf_analyzer {mode} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")

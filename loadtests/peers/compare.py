@@ -118,6 +118,9 @@ def run_server(
                 row["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, grpc_connections, duration_s, warmup_s, procs, client_cpus)
                 row["v2"] = _measure_v2(svc, image, store_name, grpc_connections, duration_s, warmup_s, procs, client_cpus)
                 row["rss_mb"] = max(row["rss_mb"], _rss_mb(procs()))
+                row["perf_analyzer"] = measure_perf_analyzer(
+                    svc.http_url.removeprefix("http://"), svc.grpc_target, store_name, PA_MODES, (1, grpc_connections), duration_s
+                )
         finally:
             server.stop(svc)
         return row
@@ -130,6 +133,11 @@ def run_server(
         row["ready_s"] = peer.ready_s
         row.update(_measure_one(peer.url, peer.request(image), connections, duration_s, warmup_s, peer.processes, client_cpus))
         row["rss_by_process"] = peer.rss_by_process()
+        if which == "triton" and peer.grpc_target:
+            modes = tuple(m for m in PA_MODES if m != "tfserving")  # Triton serves no TF Serving API
+            row["perf_analyzer"] = measure_perf_analyzer(
+                peer.url.removeprefix("http://"), peer.grpc_target, peer.model_name, modes, (1, max(connections)), duration_s, "28,28"
+            )
     finally:
         peer.stop()
     return row
@@ -226,6 +234,65 @@ def _measure_v2(
         (out[key],) = measure(svc.http_url, spec, [connections], duration_s, warmup_s, processes, client_cpus)
     out["grpc"] = _measure_grpc(svc.grpc_target, image, store_name, connections, duration_s, warmup_s, processes, client_cpus, v2=True)
     return out
+
+
+# perf_analyzer's modes in the side-by-side (loadtests/drivers/perf_analyzer.py), for ours and for PyTriton.
+PA_MODES = ("http", "grpc", "grpc-async", "grpc-streaming", "grpc-shm", "tfserving")
+
+
+def measure_perf_analyzer(
+    http: str,
+    grpc: str,
+    model: str,
+    modes: Sequence[str],
+    concurrencies: Sequence[int],
+    duration_s: float,
+    shape_without_batch: str | None = None,
+) -> list[dict[str, Any]]:
+    """Triton's perf_analyzer in each mode at each concurrency: infer/s, p50 and p99 (or why not).
+    ``shape_without_batch``: the per-image shape for a server whose config batches (Triton's)."""
+    from ..drivers import perf_analyzer
+
+    why = perf_analyzer.unavailable()
+    if why is not None:
+        return [{"skipped": why}]
+    shape = f"images:{shape_without_batch}" if shape_without_batch else "images:1,28,28"
+    out: list[dict[str, Any]] = []
+    for mode in modes:
+        for c in concurrencies:
+            try:
+                r = perf_analyzer.run(mode, http, grpc, model, concurrency=c, measurement_ms=int(duration_s * 1000 / 3), shape=shape)
+                r.pop("report")
+            except perf_analyzer.PerfAnalyzerFailed as e:
+                r = {"mode": mode, "concurrency": c, "skipped": str(e).strip().splitlines()[-1][:200]}
+            print(f"peers: perf_analyzer {mode} c={c} {model}: {r.get('throughput', 0):,.0f} infer/s", flush=True)
+            out.append(r)
+    return out
+
+
+def render_perf_analyzer(rows: Sequence[dict[str, Any]]) -> str:
+    """perf_analyzer's figures, one line per (mode, concurrency), each server's side by side, with the ratio."""
+    by_server = {row["label"]: {(r.get("mode"), r.get("concurrency")): r for r in row.get("perf_analyzer") or ()} for row in rows}
+    by_server = {label: runs for label, runs in by_server.items() if runs}
+    if len(by_server) < 1:
+        return ""
+    labels = list(by_server)
+    keys = list(dict.fromkeys(k for runs in by_server.values() for k in runs if k[0] is not None))
+    head = " | ".join(f"{label}: infer/s, p50 / p99 ms" for label in labels)
+    lines = [f"| perf_analyzer mode | concurrency | {head} | {labels[0]} / {labels[-1]} |", "|---|--:|" + "--:|" * (len(labels) + 1)]
+    for mode, c in keys:
+        cells, rates = [], []
+        for label in labels:
+            r = by_server[label].get((mode, c))
+            if r is None or r.get("skipped"):
+                cells.append("—" if r is None else f"skipped: {r['skipped'][:60]}")
+                rates.append(None)
+                continue
+            cells.append(f"{r['throughput']:,.0f}, {r['p50_us'] / 1000:.1f} / {r['p99_us'] / 1000:.1f}")
+            rates.append(r["throughput"])
+        ratio = f"{rates[0] / rates[-1]:.2f}x" if len(rates) > 1 and rates[0] and rates[-1] else "—"
+        lines.append(f"| {mode} | {c} | {' | '.join(cells)} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 
 def render_markdown(rows: Sequence[dict[str, Any]]) -> str:

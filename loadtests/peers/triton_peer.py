@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     # Triton's Python-backend stub links libpython3.X.so by soname; without this the dynamic loader may
     # find the system's (say Debian's 3.11.2) while the stub runs this venv's standard library (say
@@ -148,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    with Triton(config=config) as server:
+    # PyTriton restricts statistics, shared memory, the repository, trace and logging to a random token by
+    # default; perf_analyzer reads statistics and registers shared memory, and ours restricts nothing by
+    # default: the same here (loopback only).
+    with Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=[])) as server:
         server.bind(
             model_name=model["name"],
             infer_func=[make_infer(s) for s in sessions],

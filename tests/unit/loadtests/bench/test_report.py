@@ -108,6 +108,14 @@ def sample_report(**overrides):
                 "rss_mb": 520.0,
                 "processes": 3,
                 "runs": [run(1, 1200.0, 0.8, 1.3), run(32, 4000.0, 7.5, 14.0), run(1, 1190.0, 0.82, 1.4)],
+                "perf_analyzer": [
+                    pa("http", 1, 900, 1100, 2000),
+                    pa("http", 32, 2500, 12000, 25000),
+                    pa("grpc", 1, 1200, 600, 1200),
+                    pa("grpc", 32, 3000, 9000, 20000),
+                    pa("tfserving", 32, 2600, 11000, 24000),
+                    {"mode": "grpc-shm", "concurrency": 32, "skipped": "no region"},
+                ],
                 "grpc": {
                     "rps": 3400.0,
                     "p50_ms": 9.0,
@@ -133,15 +141,20 @@ def sample_report(**overrides):
                 "label": "Triton",
                 "env": {},
                 "ready_s": 6.0,
-                "rss_mb": 256.0,
+                "rss_mb": 300.0,
                 "processes": 6,
-                "runs": [run(1, 237.0, 4.2, 5.1), run(32, 3100.0, 10.1, 15.4), run(1, 230.0, 4.3, 5.2)],
+                "runs": [run(1, 237.0, 4.2, 5.1), run(32, 1900.0, 10.1, 15.4), run(1, 230.0, 4.3, 5.2)],
+                "perf_analyzer": [pa("http", 32, 1800, 17000, 30000), pa("grpc", 32, 1900, 16000, 29000), pa("grpc", 1, 190, 5200, 6000)],
             },
             {"server": "textbook", "label": "textbook", "skipped": "no .venv-peers"},
         ],
     }
     rep.update(overrides)
     return rep
+
+
+def pa(mode, concurrency, throughput, p50_us, p99_us):
+    return {"mode": mode, "concurrency": concurrency, "throughput": throughput, "p50_us": p50_us, "p90_us": p99_us, "p99_us": p99_us}
 
 
 def by_name(targets):
@@ -213,7 +226,7 @@ def test_render_markdown_says_what_was_skipped():
 
 def test_peer_targets_are_ratios_to_triton_in_the_same_run():
     t = by_name(report.targets(sample_report()))
-    assert t["(7) HTTP req/s at 32 connections / Triton's"].measured == pytest.approx(4000 / 3100)
+    assert t["(7) HTTP req/s at 32 connections / Triton's"].measured == pytest.approx(4000 / 1900)
     assert t["(7) HTTP p99 at 32 connections / Triton's"].measured == pytest.approx(14.0 / 15.4)
     assert t["(7) 1 connection p50, after the 32-connection run"].measured == pytest.approx(0.82)
     assert t["(7) gRPC Predict req/s at 32 / HTTP's"].measured == pytest.approx(3400 / 4000)
@@ -233,3 +246,22 @@ def test_side_by_side_table_marks_the_repeated_single_connection_run():
     assert "| ours | 1 (after 32) | 1,190 |" in md
     assert "TF-Serving gRPC `Predict` (h2load) | 32 | 3,400 |" in md
     assert "skipped: no .venv-peers" in md
+
+
+def test_fast_path_targets_come_from_perf_analyzer_rows():
+    t = by_name(report.targets(sample_report()))
+    assert t["(7) v2 gRPC infer/s at 32 / our v2 HTTP (perf_analyzer)"].measured == pytest.approx(3000 / 2500)
+    assert t["(7) v2 gRPC infer/s at 32 / Triton's gRPC"].measured == pytest.approx(3000 / 1900)
+    assert t["(7) v2 gRPC p99 at 32 / Triton's gRPC p99"].measured == pytest.approx(20000 / 29000)
+    assert t["(7) v2 gRPC p50 at 1 / our v2 HTTP p50"].measured == pytest.approx(600 / 1100)
+    assert t["(7) TF Serving Predict infer/s at 32 / our v2 HTTP"].measured == pytest.approx(2600 / 2500)
+    assert t["(7) RSS of all server processes / Triton's"].measured == pytest.approx(520 / 300)
+    rep = sample_report()
+    rep["peers"][0]["perf_analyzer"] = [{"skipped": "perf_analyzer cannot load libb64.so.0d"}]
+    assert by_name(report.targets(rep))["(7) v2 gRPC infer/s at 32 / Triton's gRPC"].verdict == "n/a"
+
+
+def test_perf_analyzer_table_puts_the_servers_side_by_side():
+    md = report.render_markdown(sample_report())
+    assert "| grpc | 32 | 3,000, 9.0 / 20.0 | 1,900, 16.0 / 29.0 | 1.58x |" in md
+    assert "| grpc-shm | 32 | skipped: no region | — | — |" in md
