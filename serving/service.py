@@ -3,8 +3,9 @@
 Each worker builds one :class:`~serving.engine.Engine` (loads and warms every model before it
 accepts connections), mounts the HTTP front (``/v1``), the v2 front (``/v2``) and the demo page
 (``/demo``) and, on start-up, runs the gRPC front and the model lifecycle on the same event loop.
-BentoML keeps ``/livez`` and ``/readyz``; ``/metrics`` and ``/docs.json`` are the service's own
-(serving/middleware.py, serving/openapi.py).
+BentoML keeps ``/livez`` and ``/readyz``; ``/metrics``, ``/docs.json`` and the API page at ``/`` and
+``/docs`` are the service's own (serving/transport/middleware.py, serving/transport/openapi.py,
+serving/protocols/docs_page.py).
 
 On SIGTERM a worker drains without losing a request:
 
@@ -36,6 +37,7 @@ from .core.lifecycle import Lifecycle
 from .core.metrics import LATENCY_BUCKETS, engine_metrics
 from .protocols import grpc_services
 from .protocols.demo import demo
+from .protocols.docs_page import DocsPage, pages
 from .protocols.oip.rest import api as v2_api
 from .protocols.v1.app import api
 from .settings import Settings, unknown_env_names
@@ -195,13 +197,17 @@ def _openapi() -> dict[str, Any]:
     return openapi.document([("/v1", api), ("/v2", v2_api)], api.title, api.description or "", api.version)
 
 
+# The API page at / and /docs (in place of BentoML's, which loads scripts from outside hosts).
+docs = pages(api.title)
+
 # Outermost first. (@bentoml.service made the class a bentoml Service; the type checker still sees the class.)
 _service: Any = DigitsService
 _service.add_asgi_middleware(ErrorShield)
 _service.add_asgi_middleware(
     HttpMetrics,
     templates=RouteTemplates(
-        [("/v1", api), ("/v2", v2_api), ("/demo", demo)], exact=["/", "/v2", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"]
+        [("/v1", api), ("/v2", v2_api), ("/demo", demo), ("", docs)],
+        exact=["/v2", "/livez", "/healthz", "/readyz", "/metrics", "/docs.json"],
     ),
     service_name="digits",
     buckets=LATENCY_BUCKETS,
@@ -211,3 +217,4 @@ _service.add_asgi_middleware(RestrictedApis, restricted=Restricted.parse(SETTING
 _service.add_asgi_middleware(RequestLimits, max_body_bytes=SETTINGS.max_body_bytes, max_header_bytes=SETTINGS.max_header_bytes)
 _service.add_asgi_middleware(Compression, max_body_bytes=SETTINGS.max_body_bytes)
 _service.add_asgi_middleware(ConnectionRecycle, every=SETTINGS.requests_per_connection, max_in_flight=SETTINGS.max_in_flight)
+_service.add_asgi_middleware(DocsPage, pages=docs)

@@ -2,9 +2,10 @@
 
 BentoML's own ``/docs.json`` declares 3.0.2 around FastAPI's 3.1 schemas (``exclusiveMinimum: 0``,
 ``contentMediaType``, ``type: "null"``) and keeps FastAPI's 422, which this service never returns.
-This document merges the ``/v1`` and ``/v2`` apps' own (3.1) documents, adds BentoML's health and
-metrics routes, and gives every operation the statuses the service can answer it with, each error
-in the shape of its API (``{"error", "type"}`` on /v1, ``{"error"}`` on /v2).
+This document merges the ``/v1`` and ``/v2`` apps' own (3.1) documents, adds the health and metrics
+routes, the pages (``/``, ``/docs``, ``/demo``) and itself, and gives every operation the statuses the
+service can answer it with (the routes' own and the middleware's, serving/transport/middleware.py),
+each error in the shape of its API (``{"error", "type"}`` on /v1, ``{"error"}`` on /v2).
 """
 
 from __future__ import annotations
@@ -35,8 +36,32 @@ COMMON_ERRORS = {
 }
 CONTROL_ERRORS = {"403": "The model control API is off (SERVING_MODEL_CONTROL)"}
 CONTROL_MARKERS = ("/labels/", "/repository/")
-# Every operation with a body refuses a declared Content-Type it does not take (docs/CONTRACTS.md).
-MEDIA_ERRORS = {"415": "A declared Content-Type the operation does not take"}
+# Every operation with a body refuses a declared Content-Type it does not take (docs/CONTRACTS.md);
+# every operation refuses a Content-Encoding other than these (serving/transport/compression.py).
+ENCODING_ERROR = "A Content-Encoding other than gzip, deflate or identity"
+MEDIA_ERROR = "A declared Content-Type the operation does not take, or a Content-Encoding other than gzip, deflate or identity"
+# What the middleware answers before any route: every operation but /metrics and /docs.json (answered
+# further out) can get these.
+LIMIT_ERRORS = {
+    "400": "A body that is not what its Content-Encoding says",
+    "413": "A body over SERVING_MAX_BODY_BYTES",
+    "415": ENCODING_ERROR,
+    "431": "Request line and headers over SERVING_MAX_HEADER_BYTES",
+}
+BUSY = {"503": "This worker holds SERVING_MAX_IN_FLIGHT requests; Retry-After says when to retry"}
+HTML = {"text/html": {"schema": {"type": "string"}}}
+PAGES = {
+    "/": ("The API page: Swagger UI over /docs.json, from files the service ships", {"200": {"description": "OK", "content": HTML}}),
+    "/docs": ("The API page (as /)", {"200": {"description": "OK", "content": HTML}}),
+    "/demo": (
+        "The demo page: draw a digit, move a VAE's latent point",
+        {
+            "200": {"description": "OK (at /demo/)", "content": HTML},
+            "307": {"description": "Redirect to /demo/", "headers": {"Location": {"schema": {"type": "string", "pattern": "/demo/$"}}}},
+        },
+    ),
+}
+INFRA_TAG = {"name": "infrastructure", "description": "Liveness, readiness and metrics"}
 INFRA = {
     "/livez": "Liveness: 200 while the worker's event loop answers",
     "/healthz": "Liveness (alias of /livez)",
@@ -46,8 +71,9 @@ INFRA = {
 
 
 def document(apps: Sequence[tuple[str, Any]], title: str, description: str, version: str) -> dict[str, Any]:
-    """One 3.1 document over FastAPI ``apps`` mounted at their prefixes, plus BentoML's infra routes."""
+    """One 3.1 document over FastAPI ``apps`` mounted at their prefixes, plus the infra routes and pages."""
     paths: dict[str, Any] = {}
+    tags: list[dict[str, str]] = []
     schemas: dict[str, Any] = {
         "Error": V1_ERROR,
         "V2Error": V2_ERROR,
@@ -58,9 +84,12 @@ def document(apps: Sequence[tuple[str, Any]], title: str, description: str, vers
             if name not in ("HTTPValidationError", "ValidationError"):
                 schemas[name] = schema
         error_ref = "#/components/schemas/V2Error" if prefix == "/v2" else "#/components/schemas/Error"
+        tag = prefix.strip("/") or "api"
+        tags.append({"name": tag, "description": f"{doc['info']['title']} ({prefix or '/'})"})
         for path, item in doc.get("paths", {}).items():
             full = prefix + path if path != "/" or prefix == "" else prefix + "/"
             for operation in item.values():
+                operation.setdefault("tags", [tag])
                 _document_errors(operation, full, error_ref)
                 _hoist_defs(operation, schemas)
             paths[full] = item
@@ -68,15 +97,35 @@ def document(apps: Sequence[tuple[str, Any]], title: str, description: str, vers
         responses: dict[str, Any] = {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}
         if path == "/readyz":
             responses["503"] = {"description": "Not ready or draining", "content": {"text/plain": {"schema": {"type": "string"}}}}
-        paths[path] = {
-            "get": {"summary": summary, "operationId": f"infra_{path.strip('/')}", "tags": ["infrastructure"], "responses": responses}
-        }
+        if path != "/metrics":  # /metrics is answered before the limits
+            _add_errors(responses, LIMIT_ERRORS, "#/components/schemas/Error")
+        paths[path] = _get(summary, f"infra_{path.strip('/')}", "infrastructure", responses)
+    for path, (summary, page) in PAGES.items():
+        responses = copy.deepcopy(page)
+        _add_errors(responses, {**LIMIT_ERRORS, **BUSY}, "#/components/schemas/Error")
+        paths[path] = _get(summary, f"page_{path.strip('/') or 'index'}", "pages", responses)
+    paths["/docs.json"] = _get(
+        "This OpenAPI document",
+        "page_openapi",
+        "pages",
+        {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    )
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "description": description, "version": version},
+        "tags": [*tags, {"name": "pages", "description": "The service's web pages and this document"}, INFRA_TAG],
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+def _get(summary: str, operation_id: str, tag: str, responses: dict[str, Any]) -> dict[str, Any]:
+    return {"get": {"summary": summary, "operationId": operation_id, "tags": [tag], "responses": responses}}
+
+
+def _add_errors(responses: dict[str, Any], errors: dict[str, str], error_ref: str) -> None:
+    for status, description in errors.items():
+        responses.setdefault(status, {"description": description, "content": {"application/json": {"schema": {"$ref": error_ref}}}})
 
 
 def _document_errors(operation: dict[str, Any], path: str, error_ref: str) -> None:
@@ -85,10 +134,9 @@ def _document_errors(operation: dict[str, Any], path: str, error_ref: str) -> No
     errors = dict(COMMON_ERRORS)
     if any(marker in path for marker in CONTROL_MARKERS):
         errors.update(CONTROL_ERRORS)
-    if "requestBody" in operation:  # the one content-type rule: serving.transport.http.body_type
-        errors.update(MEDIA_ERRORS)
-    for status, description in errors.items():
-        responses.setdefault(status, {"description": description, "content": {"application/json": {"schema": {"$ref": error_ref}}}})
+    # the one content-type rule (serving.transport.http.body_type), and the encodings every route reads
+    errors["415"] = MEDIA_ERROR if "requestBody" in operation else ENCODING_ERROR
+    _add_errors(responses, errors, error_ref)
     ok = responses.get("200")
     if ok is not None and path.endswith("/infer"):
         # the binary tensor data extension answers a JSON header followed by raw output bytes

@@ -1,8 +1,10 @@
-"""The demo page in a real browser: Debian's chromium driven by Playwright for Python (no browser download).
+"""The demo page and the API page in a real browser: Debian's chromium driven by Playwright for Python (no browser download).
 
 An MNIST test digit is drawn on the canvas as mouse strokes and every classifier and the ensemble must
 read it; a latent slider moved with the keyboard must change the decoded image; the page must fit a
-phone screen and log no console errors. Screenshots are kept under results/.
+phone screen and log no console errors. The API page (Swagger UI at / and /docs, under the service's
+title) must render every operation and send a ``.npy`` and a picture from its forms; no page may make
+the browser fetch from any host but the server. Screenshots are kept under results/.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from serving.protocols.v1.app import api
 from tests.e2e.conftest import REPO
 from tests.e2e.test_http import CLASSIFIERS
 
@@ -212,4 +216,96 @@ def test_keyboard_drawing_and_a_phone_screen(browser, server):
     page.keyboard.press("Delete")
     expect(predictions.locator("tr[data-model]")).to_have_count(0)
     page.close()
+    assert errors == []
+
+
+def open_page(browser, server, path):
+    """``path`` in a new page, with every URL it requested and every console error or page error."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requested: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda message: errors.append(f"console: {message.text}") if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(f"page: {error}"))
+    page.goto(f"{server.http_url}{path}")
+    return page, requested, errors
+
+
+def elsewhere(server, requested: list[str]) -> list[str]:
+    """The requests that went to a host other than the server (data: and blob: URLs stay in the page)."""
+    ours = urlsplit(server.http_url).netloc
+    return [url for url in requested if urlsplit(url).scheme not in ("data", "blob") and urlsplit(url).netloc != ours]
+
+
+@pytest.mark.parametrize("path", ["/", "/docs"])
+def test_the_api_page_is_the_services_own_and_stays_on_the_server(browser, server, path):
+    from playwright.sync_api import expect
+
+    response = httpx.get(f"{server.http_url}{path}")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "default-src 'self'" in policy
+
+    page, requested, errors = open_page(browser, server, path)
+    classify = page.locator(".opblock", has=page.locator(".opblock-summary-path", has_text="/v1/classify")).first
+    expect(classify).to_be_visible(timeout=30_000)
+    assert page.title() == api.title and api.title != "BentoML Prediction Service"
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    document = httpx.get(f"{server.http_url}/docs.json").json()
+    assert len(paths) == sum(len(item) for item in document["paths"].values())  # every operation is rendered
+    assert {"/v1/classify", "/v1/classify/batch", "/v2/models/{name}/infer", "/demo", "/healthz"} <= set(paths)
+    page.wait_for_load_state("networkidle")
+    if path == "/docs":
+        RESULTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(RESULTS / "api-page.png"))
+    page.close()
+    assert f"{server.http_url}/docs.json" in requested
+    assert elsewhere(server, requested) == [], requested
+    assert errors == []
+
+
+def test_the_api_page_sends_a_npy_and_pictures(browser, server):
+    """Swagger UI's own forms, as a user fills them: a .npy file to /v1/classify/batch, a PNG to
+    /v1/classify/image and (multipart chosen among its body types) to /v1/encode; each answered 200."""
+    from playwright.sync_api import expect
+
+    npy = io.BytesIO()
+    np.save(npy, server.test_images[:3])
+    picture = io.BytesIO()
+    Image.fromarray(server.test_images[0]).save(picture, format="PNG")
+    png = ("digit.png", "image/png", picture.getvalue())
+    page, requested, errors = open_page(browser, server, "/docs")
+    for operation_id, body_type, (name, mime, data) in (
+        ("classify_batch_classify_batch_post", None, ("digits.npy", "application/octet-stream", npy.getvalue())),
+        ("classify_image_classify_image_post", None, png),
+        ("encode_encode_post", "multipart/form-data", png),
+    ):
+        operation = page.locator(f"#operations-v1-{operation_id}")
+        operation.locator(".opblock-summary").click()
+        operation.get_by_role("button", name="Try it out").click()
+        if body_type is not None:
+            operation.locator(".opblock-section-request-body select").select_option(body_type)
+        operation.locator("input[type=file]").set_input_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
+        operation.get_by_role("button", name="Execute").click()
+        answer = operation.locator(".live-responses-table .response")
+        expect(answer.locator(".response-col_status").first).to_have_text("200", timeout=30_000)
+    page.close()
+    assert elsewhere(server, requested) == [], requested
+    assert errors == []
+
+
+def test_the_demo_page_stays_on_the_server_and_links_the_api_page(browser, server):
+    from playwright.sync_api import expect
+
+    page, requested, errors = open_page(browser, server, "/demo/")
+    page.wait_for_selector("body[data-ready=true]", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    assert elsewhere(server, requested) == [], requested
+    page.get_by_test_id("api-docs").click()
+    expect(page).to_have_title(api.title)
+    expect(page.locator(".opblock-summary-path", has_text="/v1/classify").first).to_be_visible(timeout=30_000)
+    assert page.url == f"{server.http_url}/docs"
+    page.wait_for_load_state("networkidle")
+    page.close()
+    assert elsewhere(server, requested) == [], requested
     assert errors == []

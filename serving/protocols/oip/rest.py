@@ -242,6 +242,15 @@ async def cuda_shm_register(region: str) -> Response:
 # ---------------------------------------------------------------- infer
 
 _INFER_DOC = {
+    "parameters": [
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "description": "binary tensor data: the length of the body's JSON header; the inputs' raw bytes follow it",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {
@@ -250,7 +259,7 @@ _INFER_DOC = {
                 "schema": {"type": "string", "format": "binary", "description": "binary tensor data extension: JSON header + raw tensors"}
             },
         },
-    }
+    },
 }
 
 

@@ -105,7 +105,11 @@ UPLOAD_BODY = {
                     "type": "object",
                     "properties": {
                         "image": {"type": "string", "format": "binary", "description": "PNG/JPEG/...; dark-on-light or light-on-dark"},
-                        "model": {"type": "string", "description": "Classifier name, or 'ensemble' (or ?model=; not both, unless equal)"},
+                        "model": {
+                            "type": "string",
+                            "description": "Classifier name, or 'ensemble' (or ?model=; not both, unless equal)",
+                            "examples": ["lstm"],
+                        },
                     },
                     "required": ["image"],
                 }
@@ -143,6 +147,21 @@ async def classify_image(
     "and one N x 10 array per member, by name.",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}, "application/x-npz": {}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                NPY_TYPE: {
+                    "schema": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the output of numpy.save: N x 28 x 28, uint8 0..255 or float32 0..1 "
+                        "(application/x-npy is read as this type too)",
+                    }
+                }
+            },
+        }
+    },
 )
 async def classify_batch(
     request: Request, model: ModelQuery = None, members: MembersQuery = False, version: VersionQuery = None

@@ -70,7 +70,10 @@ def images_body(json_model: type[BaseModel]) -> dict[str, Any]:
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
-                        "properties": {"image": {"type": "string", "format": "binary"}, "model": {"type": "string"}},
+                        "properties": {
+                            "image": {"type": "string", "format": "binary", "description": "PNG/JPEG/...; one garment"},
+                            "model": {"type": "string", "description": "vae2 or vae4 (default vae2)", "examples": ["vae2"]},
+                        },
                         "required": ["image"],
                     }
                 },
