@@ -11,7 +11,11 @@ from serving.transport.restricted import Restricted, grpc_group, http_group
 
 def test_parse_groups_and_keys():
     r = Restricted.parse(" model-repository,shared-memory : Admin-Key=s3cret=x ; statistics:stats-key=v ")
-    assert r.keys == {"model-repository": ("admin-key", "s3cret=x"), "shared-memory": ("admin-key", "s3cret=x"), "statistics": ("stats-key", "v")}
+    assert r.keys == {
+        "model-repository": ("admin-key", "s3cret=x"),
+        "shared-memory": ("admin-key", "s3cret=x"),
+        "statistics": ("stats-key", "v"),
+    }
     assert Restricted.parse("").keys == {}
 
 
