@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .base import Client, Prediction
+from .base import Classification, Client, Encoding, Interpolation, Prediction, Reconstruction
 from .errors import (
     ClientError,
     DeadlineExceededError,
     InvalidRequestError,
     NotFoundError,
+    NotOfferedError,
     ServerError,
     UnavailableError,
 )
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Client",
     "Prediction",
+    "Classification",
+    "Encoding",
+    "Reconstruction",
+    "Interpolation",
     "HTTPClient",
     "GRPCClient",
     "RetryPolicy",
@@ -39,6 +44,7 @@ __all__ = [
     "UnavailableError",
     "DeadlineExceededError",
     "ServerError",
+    "NotOfferedError",
     "connect",
 ]
 

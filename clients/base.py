@@ -23,6 +23,10 @@ from .errors import (
 __all__ = [
     "Client",
     "Prediction",
+    "Classification",
+    "Encoding",
+    "Reconstruction",
+    "Interpolation",
     "ClientError",
     "DeadlineExceededError",
     "InvalidRequestError",
@@ -40,20 +44,80 @@ DEFAULT_BACKOFF = 0.1
 DEFAULT_MAX_BATCH_ROWS = 256
 
 PathOrBytes = str | os.PathLike[str] | bytes
+# The VAE methods take arrays (N x 28 x 28) or one picture file (a path or its bytes), as their routes do.
+Images = Any
 
 
 @dataclass(frozen=True, eq=False)
 class Prediction:
-    """One classified image: the winning label, all class probabilities, and which model answered."""
+    """One classified image: the winning label, all class probabilities, and which model answered.
+
+    ``version`` is the answering version's number as text (what ``models()`` lists as ``version_number``),
+    on both transports. ``members`` (with ``model="ensemble"`` and ``members=True``): each member's
+    probabilities for this image, by public name."""
 
     label: int
     probabilities: np.ndarray
     model: str
     version: str
+    members: dict[str, np.ndarray] | None = None
 
     def top(self, k: int = 3) -> list[tuple[int, float]]:
         """The ``k`` most probable ``(label, probability)`` pairs, most probable first."""
         return top_k(self.probabilities, k)
+
+
+@dataclass(frozen=True, eq=False)
+class Classification:
+    """Many classified images at once: N x 10 float32 probabilities, the model and version number that
+    answered, and (ensemble with ``members=True``) each member's N x 10 probabilities by public name."""
+
+    probabilities: np.ndarray
+    model: str
+    version: str
+    members: dict[str, np.ndarray] | None = None
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The winning label of each image."""
+        return np.asarray(self.probabilities.argmax(axis=1))
+
+
+@dataclass(frozen=True, eq=False)
+class Encoding:
+    """Images in a VAE's latent space: ``z_mean`` and ``z_log_var``, N x latent_dim float32 each;
+    ``version`` is the encoder's version number."""
+
+    model: str
+    version: str
+    z_mean: np.ndarray
+    z_log_var: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstruction:
+    """Images encoded and decoded from their ``z_mean``: per image the training loss (``loss``, float64 [N]),
+    its reconstruction part (binary cross-entropy summed over the pixels) and its KL part, ``z_mean``, and
+    the decoded N x 28 x 28 ``images``; ``version`` is the decoder's version number."""
+
+    model: str
+    version: str
+    loss: np.ndarray
+    reconstruction_loss: np.ndarray
+    kl: np.ndarray
+    z_mean: np.ndarray
+    images: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Interpolation:
+    """The decoded straight path between two latent points: ``z`` (steps x latent_dim) and ``images``
+    (steps x 28 x 28), both ends included; ``version`` is the decoder's version number."""
+
+    model: str
+    version: str
+    z: np.ndarray
+    images: np.ndarray
 
 
 def top_k(probabilities: np.ndarray, k: int = 3) -> list[tuple[int, float]]:
@@ -82,16 +146,23 @@ class Client(abc.ABC):
         """Release the connection."""
 
     @abc.abstractmethod
-    def classify(self, images: Any, model: str | None = None) -> list[Prediction]:
-        """Classify N x 28 x 28 images (or one 28 x 28); floats in [0, 1] or integers 0..255."""
+    def classify(self, images: Any, model: str | None = None, members: bool = False) -> list[Prediction]:
+        """Classify N x 28 x 28 images (or one 28 x 28); floats in [0, 1] or integers 0..255.
+
+        ``members=True`` (with ``model="ensemble"``) adds each member's answer to every prediction."""
 
     @abc.abstractmethod
-    def classify_image(self, image: PathOrBytes, model: str | None = None) -> Prediction:
+    def classify_image(self, image: PathOrBytes, model: str | None = None, members: bool = False) -> Prediction:
         """Classify one image file (PNG/JPEG, any size), given as a path or its bytes."""
 
     @abc.abstractmethod
+    def classify_batch(self, images: Any, model: str | None = None, members: bool = False) -> Classification:
+        """Classify many images sent as binary arrays (``POST /v1/classify/batch``): N x 10 probabilities with
+        the model and version that answered (and, with ``members=True``, each member's)."""
+
     def classify_bulk(self, images: Any, model: str | None = None) -> np.ndarray:
         """Class probabilities (N x 10 float32) for many images, sent as binary arrays."""
+        return self.classify_batch(images, model).probabilities
 
     @abc.abstractmethod
     def generate(self, z: Any, model: str | None = None) -> np.ndarray:
@@ -111,20 +182,77 @@ class Client(abc.ABC):
         scale: float = 2.0,
         dims: Sequence[int] = (0, 1),
         fixed: Sequence[float] | None = None,
+        axes: bool = False,
     ) -> bytes:
-        """PNG of an n x n grid decoded over [-scale, scale] along latent ``dims``, others at ``fixed``.
+        """PNG of an n x n grid decoded over [-scale, scale] along latent ``dims``, others at ``fixed``;
+        ``axes=True`` frames it like the notebook's figure (HTTP only).
 
         ``n`` over the decoder's ``max_manifold_n`` (40 by default) is an InvalidRequestError."""
 
+    # -- the VAE beyond decoding: each takes N x 28 x 28 arrays or one picture file (a path or its bytes),
+    # a garment made Fashion-MNIST-like (light on black, fitted to 28 x 28) as the server does.
+
+    @abc.abstractmethod
+    def encode(self, images: Images, model: str | None = None) -> Encoding:
+        """The encoder's ``z_mean`` and ``z_log_var`` of each image (``POST /v1/encode``)."""
+
+    @abc.abstractmethod
+    def reconstruct(self, images: Images, model: str | None = None) -> Reconstruction:
+        """Each image encoded, decoded from its ``z_mean``, with its losses (``POST /v1/reconstruct``, array)."""
+
+    @abc.abstractmethod
+    def reconstruct_png(self, images: Images, model: str | None = None) -> bytes:
+        """One PNG, a row per image: the input left, its reconstruction right (56 x 28N pixels)."""
+
+    @abc.abstractmethod
+    def interpolate(self, z: Any = None, images: Any = None, steps: int = 10, model: str | None = None) -> Interpolation:
+        """The decoded straight path from ``z[0]`` to ``z[1]`` (two latent points), or between the ``z_mean``
+        of two 28 x 28 ``images``, in ``steps`` points, both ends included (``POST /v1/generate/interpolate``)."""
+
+    @abc.abstractmethod
+    def interpolate_png(self, z: Any = None, images: Any = None, steps: int = 10, model: str | None = None) -> bytes:
+        """The path of :meth:`interpolate` as one PNG strip, left to right (28*steps x 28)."""
+
+    @abc.abstractmethod
+    def interpolate_gif(self, z: Any = None, images: Any = None, steps: int = 10, model: str | None = None) -> bytes:
+        """The path of :meth:`interpolate` as an endlessly looping GIF of 28 x 28 frames."""
+
+    # -- the notebooks' figures, drawn from what training recorded (HTTP only) ---------------
+
+    @abc.abstractmethod
+    def plot_clusters(self, model: str | None = None, dims: Sequence[int] = (0, 1)) -> bytes:
+        """PNG: the Fashion-MNIST test set's ``z_mean`` in the plane of two latent ``dims``, by class."""
+
+    @abc.abstractmethod
+    def plot_confusion(self, model: str | None = None) -> bytes:
+        """PNG: a classifier's (or the ensemble's) confusion matrix on the MNIST test split."""
+
     @abc.abstractmethod
     def models(self) -> list[dict[str, Any]]:
-        """What the server serves (classifiers and generators): name, store_name, version, task, signature,
-        default. Model arguments elsewhere take a ``name`` or a ``store_name`` from this list; None means
-        the server's default for the task."""
+        """What the server serves (classifiers, decoders and encoders): name, store_name, version_number,
+        task, signature, default, and metrics and provider where the transport reports them. Model
+        arguments elsewhere take a ``name`` or a ``store_name`` from this list; None means the server's
+        default for the task."""
 
     @abc.abstractmethod
     def health(self) -> dict[str, bool]:
         """``{"live": bool, "ready": bool}``; never raises for an unreachable server."""
+
+
+def is_picture(images: Any) -> bool:
+    """Whether an ``images`` argument is one picture file (a path or its bytes) rather than an array."""
+    return isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview))
+
+
+def points(values: Any, what: str) -> np.ndarray:
+    """Numbers as float32, finite, in the shape given (the server checks the shape)."""
+    try:
+        arr = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidRequestError(f"{what} must be numbers: {e}") from e
+    if not np.isfinite(arr).all():
+        raise InvalidRequestError(f"{what} contains NaN or infinite values")
+    return arr
 
 
 def image_batch(images: Any) -> np.ndarray:

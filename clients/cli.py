@@ -19,7 +19,7 @@ from .base import (
     Client,
     top_k,
 )
-from .errors import ClientError, InvalidRequestError, NotFoundError, UnavailableError
+from .errors import ClientError, InvalidRequestError, NotFoundError, NotOfferedError, UnavailableError
 
 URL_ENV = "SERVING_URL"
 EXIT_OK, EXIT_ERROR, EXIT_BAD_REQUEST, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -32,17 +32,23 @@ examples:
   digits-client generate --z 1.4 -1.3 -o coat.png
   digits-client sample -n 16 --seed 1 -o grid.png
   digits-client manifold --n 20 -o manifold.png
+  digits-client encode shirt.png                   # z_mean and z_log_var
+  digits-client reconstruct shirt.png -o pair.png  # losses; the input beside its reconstruction
+  digits-client interpolate --z -2 1.5 --to 2 -1.5 --steps 12 -o walk.gif
+  digits-client plot confusion --model ensemble -o confusion.png
   digits-client models
   digits-client health && echo ready
 
 The server is $SERVING_URL (default http://127.0.0.1:3000) unless --url or --grpc is given.
-Exit status: 0 ok, 1 other failure, 2 bad request (invalid input, unknown model), 3 server unavailable.
+Exit status: 0 ok, 1 other failure, 2 bad request (invalid input, unknown model, or not offered
+over gRPC: the plots, --members, --axes), 3 server unavailable.
 """
 
 CLASSIFY_EPILOG = """\
 examples:
   digits-client classify digit.png seven.jpg
   digits-client classify batch.npy --model gated-rnn --json
+  digits-client classify digit.png --model ensemble --members   # and each member's answer (HTTP)
 Image files (PNG, JPEG, any size, dark-on-light or light-on-dark) are preprocessed like
 MNIST; .npy files hold N x 28 x 28 arrays (uint8 0..255 or float32 0..1).
 """
@@ -64,11 +70,41 @@ MANIFOLD_EPILOG = """\
 examples:
   digits-client manifold -o manifold.png           # 30 x 30 grid over [-2, 2]^2
   digits-client manifold --model vae4 --n 15 --dims 2 3 --fixed 0.5 0 0 0 -o m.png
+  digits-client manifold --axes -o framed.png      # axis names and ticks, like the notebook (HTTP)
+"""
+
+ENCODE_EPILOG = """\
+examples:
+  digits-client encode shirt.png                   # z_mean and z_log_var of a picture of a garment
+  digits-client encode items.npy --model vae4 --json
+Picture files (PNG, JPEG, any size) are made Fashion-MNIST-like (light on black, fitted to 28 x 28) by
+the server; .npy files hold N x 28 x 28 arrays (uint8 0..255 or float32 0..1).
+"""
+
+RECONSTRUCT_EPILOG = """\
+examples:
+  digits-client reconstruct shirt.png              # the training loss: reconstruction + KL
+  digits-client reconstruct items.npy --model vae4 -o pairs.png   # one row per image: input | reconstruction
+  digits-client reconstruct shirt.png -o decoded.npy   # the float32 N x 28 x 28 reconstructions
+"""
+
+INTERPOLATE_EPILOG = """\
+examples:
+  digits-client interpolate --z -2 1.5 --to 2 -1.5 --steps 12 -o walk.gif
+  digits-client interpolate --images shirt.png boot.png -o strip.png   # between their z_mean
+  digits-client interpolate --z 0 0 --to 1 1 -o path.npy   # the float32 steps x 28 x 28 images
+"""
+
+PLOT_EPILOG = """\
+examples:
+  digits-client plot confusion --model ensemble -o confusion.png
+  digits-client plot clusters --model vae4 --dims 2 3 -o clusters.png
+Drawn by the server from what training recorded (HTTP only).
 """
 
 MODELS_EPILOG = """\
 examples:
-  digits-client models
+  digits-client models                              # VERSION is the version number, on both transports
   digits-client --grpc 127.0.0.1:8500 models --json
 """
 
@@ -140,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images or .npy arrays")
     p.add_argument("--model", help="a classifier the server serves (`digits-client models`); default: the server's choice")
     p.add_argument("--top", type=int, default=3, help="how many top probabilities to print")
+    p.add_argument("--members", action="store_true", help="with --model ensemble: also each member's answer (HTTP only)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
     p = command("generate", "decode one latent point into a 28 x 28 image", GENERATE_EPILOG)
@@ -162,6 +199,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fixed", nargs="+", type=float, default=None, metavar="V", help="values of all latent dims (varied ones ignored); default zeros"
     )
+    p.add_argument("--axes", action="store_true", help="frame it like the notebook's figure: axis names, ticks, title (HTTP only)")
+    p.add_argument("-o", "--output", required=True, help="output .png (- for stdout)")
+
+    vae = "a VAE the server serves (vae2, vae4); default: the server's choice"
+    p = command("encode", "encode pictures of garments or .npy arrays into a VAE's latent space", ENCODE_EPILOG)
+    p.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG pictures or .npy arrays")
+    p.add_argument("--model", help=vae)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+    p = command("reconstruct", "encode and decode images: the losses, and the input beside its reconstruction", RECONSTRUCT_EPILOG)
+    p.add_argument("file", metavar="FILE", help="a PNG/JPEG picture or a .npy array of N x 28 x 28 images")
+    p.add_argument("--model", help=vae)
+    p.add_argument("-o", "--output", help="also write .png (inputs beside reconstructions) or .npy (the reconstructions); - for stdout")
+    p.add_argument("--json", action="store_true", help="print the losses and z_mean as JSON")
+
+    p = command("interpolate", "decode the straight path between two latent points (or two images' z_mean)", INTERPOLATE_EPILOG)
+    ends = p.add_mutually_exclusive_group(required=True)
+    ends.add_argument("--z", nargs="+", type=float, metavar="Z", help="the start point: latent_dim numbers (with --to)")
+    ends.add_argument("--images", nargs=2, metavar=("A", "B"), help="two pictures or .npy images: the path runs between their z_mean")
+    p.add_argument("--to", nargs="+", type=float, metavar="Z", help="the end point, with --z")
+    p.add_argument("--steps", type=int, default=10, help="points on the path, both ends included (2..100)")
+    p.add_argument("--model", help=vae)
+    p.add_argument("-o", "--output", required=True, help="output .png strip, .gif animation or .npy (steps x 28 x 28); - for stdout")
+
+    p = command("plot", "the notebooks' figures: a classifier's confusion matrix or a VAE's label clusters (HTTP only)", PLOT_EPILOG)
+    p.add_argument("figure", choices=("confusion", "clusters"), help="which figure")
+    p.add_argument("--model", help="a classifier or 'ensemble' (confusion), a VAE (clusters); default: the server's choice")
+    p.add_argument("--dims", nargs=2, type=int, default=None, metavar=("X", "Y"), help="clusters: the two latent dims (default 0 1)")
     p.add_argument("-o", "--output", required=True, help="output .png (- for stdout)")
 
     p = command("models", "list the served models", MODELS_EPILOG)
@@ -178,11 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def classification_result(
-    source: str, probabilities: np.ndarray, model: str | None, version: str | None, index: int | None = None
+    source: str,
+    probabilities: np.ndarray,
+    model: str | None,
+    version: str | None,
+    index: int | None = None,
+    members: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """One row of ``classify`` output as a JSON-ready dict."""
+    """One row of ``classify`` output as a JSON-ready dict (``members``: only when they were asked for)."""
     probs = np.asarray(probabilities, dtype=np.float64)
-    return {
+    result: dict[str, Any] = {
         "file": source,
         "index": index,
         "label": int(np.argmax(probs)),
@@ -190,6 +260,12 @@ def classification_result(
         "model": model,
         "version": version,
     }
+    if members is not None:
+        result["members"] = {
+            name: {"label": int(np.argmax(row)), "probabilities": [float(p) for p in np.asarray(row, dtype=np.float64)]}
+            for name, row in members.items()
+        }
+    return result
 
 
 def format_result(result: dict[str, Any], top: int = 3) -> str:
@@ -199,6 +275,8 @@ def format_result(result: dict[str, Any], top: int = 3) -> str:
     line = f"{name}: {result['label']}  ({ranked})"
     if result.get("model"):
         line += f"  [{result['model']} {result.get('version') or ''}]".replace(" ]", "]")
+    for member, answer in (result.get("members") or {}).items():
+        line += f"\n  {member}: {answer['label']}  ({answer['probabilities'][answer['label']]:.3f})"
     return line
 
 
@@ -218,7 +296,7 @@ def format_models_table(models: Sequence[dict[str, Any]]) -> str:
         (
             str(m.get("name", "-")),
             str(m.get("task", "-")),
-            str(m.get("version") or "-"),
+            str(m.get("version_number") or "-"),
             str(m.get("store_name", "-")),
             _metric(m),
             str(m.get("provider") or "-"),
@@ -232,8 +310,8 @@ def format_models_table(models: Sequence[dict[str, Any]]) -> str:
 
 
 def exit_code(exc: ClientError) -> int:
-    """Exit status for a failed request: 2 bad request, 3 unavailable, 1 anything else."""
-    if isinstance(exc, (InvalidRequestError, NotFoundError)):
+    """Exit status for a failed request: 2 bad request (or not offered on this transport), 3 unavailable, 1 anything else."""
+    if isinstance(exc, (InvalidRequestError, NotFoundError, NotOfferedError)):
         return EXIT_BAD_REQUEST
     if isinstance(exc, UnavailableError):
         return EXIT_UNAVAILABLE
@@ -241,6 +319,15 @@ def exit_code(exc: ClientError) -> int:
 
 
 # -- commands ------------------------------------------------------------------------------
+
+
+def _is_npy(path: str) -> bool:
+    return path.lower().endswith(".npy")
+
+
+def _images_arg(path: str) -> Any:
+    """A file argument of the VAE commands: a .npy array, or the picture file's path (the client sends it)."""
+    return _load_npy(path) if _is_npy(path) else path
 
 
 def _load_npy(path: str) -> np.ndarray:
@@ -253,12 +340,22 @@ def _load_npy(path: str) -> np.ndarray:
 def _classify(client: Client, args: argparse.Namespace) -> int:
     results = []
     for path in args.files:
-        if path.lower().endswith(".npy"):
-            probs = client.classify_bulk(_load_npy(path), model=args.model)
-            results += [classification_result(path, row, args.model, None, index=i) for i, row in enumerate(probs)]
+        if _is_npy(path):
+            answer = client.classify_batch(_load_npy(path), model=args.model, members=args.members)
+            results += [
+                classification_result(
+                    path,
+                    row,
+                    answer.model,
+                    answer.version,
+                    index=i,
+                    members=None if answer.members is None else {name: probs[i] for name, probs in answer.members.items()},
+                )
+                for i, row in enumerate(answer.probabilities)
+            ]
         else:
-            p = client.classify_image(path, model=args.model)
-            results.append(classification_result(path, p.probabilities, p.model, p.version))
+            p = client.classify_image(path, model=args.model, members=args.members)
+            results.append(classification_result(path, p.probabilities, p.model, p.version, members=p.members))
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -313,7 +410,85 @@ def _sample(client: Client, args: argparse.Namespace) -> int:
 
 
 def _manifold(client: Client, args: argparse.Namespace) -> int:
-    png = client.manifold(model=args.model, n=args.n, scale=args.scale, dims=tuple(args.dims), fixed=args.fixed)
+    png = client.manifold(model=args.model, n=args.n, scale=args.scale, dims=tuple(args.dims), fixed=args.fixed, axes=args.axes)
+    _write(args.output, png, describe_png(png))
+    return EXIT_OK
+
+
+def _numbers(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
+
+
+def _encode(client: Client, args: argparse.Namespace) -> int:
+    results = []
+    for path in args.files:
+        answer = client.encode(_images_arg(path), model=args.model)
+        for i, (mean, log_var) in enumerate(zip(answer.z_mean, answer.z_log_var, strict=True)):
+            index = i if _is_npy(path) else None
+            results.append(
+                {
+                    "file": path,
+                    "index": index,
+                    "z_mean": [float(v) for v in mean],
+                    "z_log_var": [float(v) for v in log_var],
+                    "model": answer.model,
+                    "version": answer.version,
+                }
+            )
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return EXIT_OK
+    for r in results:
+        name = r["file"] if r["index"] is None else f"{r['file']}[{r['index']}]"
+        print(f"{name}: z_mean {_numbers(r['z_mean'])}  z_log_var {_numbers(r['z_log_var'])}  [{r['model']} {r['version']}]")
+    return EXIT_OK
+
+
+def _reconstruct(client: Client, args: argparse.Namespace) -> int:
+    images = _images_arg(args.file)
+    result = client.reconstruct(images, model=args.model)
+    if args.json:
+        fields = ("loss", "reconstruction_loss", "kl", "z_mean")
+        doc = {"file": args.file, "model": result.model, "version": result.version}
+        print(json.dumps({**doc, **{f: np.asarray(getattr(result, f)).tolist() for f in fields}}, indent=2))
+    elif args.output != "-":
+        for i, (loss, rec, kl) in enumerate(zip(result.loss, result.reconstruction_loss, result.kl, strict=True)):
+            name = f"{args.file}[{i}]" if _is_npy(args.file) else args.file
+            print(f"{name}: loss {loss:.2f} (reconstruction {rec:.2f} + KL {kl:.2f})  [{result.model} {result.version}]")
+    if args.output and args.output.lower().endswith(".npy"):
+        _write_images(args.output, result.images)
+    elif args.output:
+        png = client.reconstruct_png(images, model=args.model)
+        _write(args.output, png, describe_png(png))
+    return EXIT_OK
+
+
+def _interpolate(client: Client, args: argparse.Namespace) -> int:
+    if args.z is not None and args.to is None:
+        raise InvalidRequestError("--z needs --to: the start and the end point")
+    if args.images is not None and args.to is not None:
+        raise InvalidRequestError("--to goes with --z; --images gives both ends")
+    # Two images: the path runs between their z_mean, which is what the route computes from images.
+    z = [args.z, args.to] if args.z is not None else [client.encode(_images_arg(f), model=args.model).z_mean[0] for f in args.images]
+    output = args.output.lower()
+    if output.endswith(".npy"):
+        _write_images(args.output, client.interpolate(z=z, steps=args.steps, model=args.model).images)
+    elif output.endswith(".gif"):
+        gif = client.interpolate_gif(z=z, steps=args.steps, model=args.model)
+        _write(args.output, gif, f"GIF, {args.steps} frames")
+    else:
+        png = client.interpolate_png(z=z, steps=args.steps, model=args.model)
+        _write(args.output, png, describe_png(png))
+    return EXIT_OK
+
+
+def _plot(client: Client, args: argparse.Namespace) -> int:
+    if args.figure == "clusters":
+        png = client.plot_clusters(model=args.model, dims=tuple(args.dims or (0, 1)))
+    else:
+        if args.dims is not None:
+            raise InvalidRequestError("--dims is for the clusters plot")
+        png = client.plot_confusion(model=args.model)
     _write(args.output, png, describe_png(png))
     return EXIT_OK
 
@@ -338,6 +513,10 @@ COMMANDS = {
     "generate": _generate,
     "sample": _sample,
     "manifold": _manifold,
+    "encode": _encode,
+    "reconstruct": _reconstruct,
+    "interpolate": _interpolate,
+    "plot": _plot,
     "models": _models,
     "health": _health,
 }

@@ -58,12 +58,26 @@ class ServerError(ClientError):
     """Any other failure: a server fault (5xx) or an unexpected status."""
 
 
+class NotOfferedError(ClientError):
+    """What this transport or server does not offer (HTTP 501, UNIMPLEMENTED): e.g. the plots over gRPC,
+    which only the HTTP API serves. The message says what to use instead."""
+
+
+def not_offered_over_grpc(what: str, why: str = "") -> NotOfferedError:
+    """The gRPC client's error for an HTTP-only route: ``"<what> is not offered over gRPC (<why>); use HTTP ..."``."""
+    reason = f" ({why})" if why else ""
+    return NotOfferedError(
+        f"{what} is not offered over gRPC{reason}; use HTTP (connect(url=...), or digits-client --url)", code="UNIMPLEMENTED"
+    )
+
+
 # class -> (HTTP statuses, gRPC code names). Anything not listed is a ServerError.
 ERROR_TABLE: dict[type[ClientError], tuple[frozenset[int], frozenset[str]]] = {
     InvalidRequestError: (frozenset({400, 413, 415, 422, 431}), frozenset({"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"})),
     NotFoundError: (frozenset({404}), frozenset({"NOT_FOUND"})),
     UnavailableError: (frozenset({503}), frozenset({"UNAVAILABLE"})),
     DeadlineExceededError: (frozenset({504}), frozenset({"DEADLINE_EXCEEDED"})),
+    NotOfferedError: (frozenset({501}), frozenset({"UNIMPLEMENTED"})),
 }
 
 

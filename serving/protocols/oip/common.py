@@ -9,6 +9,7 @@ takes is the data plane's to decide.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -64,6 +65,8 @@ def model_config(plane: DataPlane, rt: ModelRuntime) -> dict[str, Any]:
         "kind": rt.kind.name,
         "public_name": rt.public_name,
         "default": "true" if plane.engine.is_default(rt) else "false",
+        "metrics": json.dumps(rt.metadata.get("metrics", {}), sort_keys=True),  # as /v1/models gives them
+        "provider": rt.provider or "",
     }
     if rt.kind is Decoder:
         parameters["max_manifold_n"] = str(plane.settings.max_manifold_n)

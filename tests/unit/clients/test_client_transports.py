@@ -16,13 +16,14 @@ from clients.errors import (
     DeadlineExceededError,
     InvalidRequestError,
     NotFoundError,
+    NotOfferedError,
     ServerError,
     UnavailableError,
 )
 from clients.grpc import GRPCClient
 from clients.http import HTTPClient
 
-CLASSIFIED = {"model": "lstm", "version": "v1", "predictions": [{"label": 3, "probabilities": [0.0] * 3 + [1.0] + [0.0] * 6}]}
+CLASSIFIED = {"model": "lstm", "version": "1700000000", "predictions": [{"label": 3, "probabilities": [0.0] * 3 + [1.0] + [0.0] * 6}]}
 
 
 class Script:
@@ -53,7 +54,7 @@ def test_http_retries_503_then_succeeds() -> None:
     script = Script(unavailable(), unavailable(), httpx.Response(200, json=CLASSIFIED))
     with http_client(script, sleeps) as client:
         [p] = client.classify(np.zeros((28, 28), np.uint8))
-    assert (p.label, p.model, p.version) == (3, "lstm", "v1")
+    assert (p.label, p.model, p.version) == (3, "lstm", "1700000000")
     assert len(script.requests) == 3
     assert sleeps == pytest.approx([0.1, 0.2])
 
@@ -207,7 +208,7 @@ def test_grpc_gives_up_after_the_retries(grpc_client: Any) -> None:
         (grpc.StatusCode.NOT_FOUND, NotFoundError),
         (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceededError),
         (grpc.StatusCode.INTERNAL, ServerError),
-        (grpc.StatusCode.UNIMPLEMENTED, ServerError),
+        (grpc.StatusCode.UNIMPLEMENTED, NotOfferedError),
     ],
 )
 def test_grpc_errors_are_mapped_and_never_retried(grpc_client: Any, code: grpc.StatusCode, cls: type) -> None:
@@ -222,30 +223,38 @@ CATALOG = [
     {"name": "lstm", "store_name": "mnist-lstm", "task": "classification", "default": False},
     {"name": "gated-rnn", "store_name": "mnist-gated-rnn", "task": "classification", "default": True},
     {"name": "vae2", "store_name": "fashion-vae2-decoder", "task": "generation", "default": True},
+    {"name": "vae2", "store_name": "fashion-vae2-encoder", "task": "encoding", "default": False},
 ]
 
 
 def test_grpc_model_names_and_defaults_come_from_the_servers_catalog(grpc_client: Any, monkeypatch: Any) -> None:
+    catalog = grpc_client.catalog
     listings = []
 
     def models() -> list[dict[str, Any]]:
         listings.append(1)
-        grpc_client._catalog = [dict(e) for e in CATALOG]
-        return grpc_client._catalog
+        catalog.entries = [dict(e) for e in CATALOG]
+        return catalog.entries
 
-    monkeypatch.setattr(grpc_client, "models", models)
-    assert grpc_client._entry("lstm", "classification")["store_name"] == "mnist-lstm"
-    assert grpc_client._entry("mnist-lstm", "classification")["name"] == "lstm"
-    assert grpc_client._entry(None, "classification")["name"] == "gated-rnn"  # the server's default
-    assert grpc_client._entry(None, "generation")["store_name"] == "fashion-vae2-decoder"
+    monkeypatch.setattr(catalog, "models", models)
+    assert catalog.entry("lstm", "classification")["store_name"] == "mnist-lstm"
+    assert catalog.entry("mnist-lstm", "classification")["name"] == "lstm"
+    assert catalog.entry(None, "classification")["name"] == "gated-rnn"  # the server's default
+    assert catalog.entry(None, "generation")["store_name"] == "fashion-vae2-decoder"
+    assert catalog.encoder(None)["store_name"] == "fashion-vae2-encoder"  # the default decoder's VAE
     assert len(listings) == 1  # listed once, then cached
     # An unknown name looks again (a model may have been published since), then goes to the server as it is.
-    assert grpc_client._entry("vae2", "classification") == {"name": "vae2", "store_name": "vae2", "task": "classification"}
+    assert catalog.entry("resnet", "classification") == {"name": "resnet", "store_name": "resnet", "task": "classification"}
     assert len(listings) == 2
-    grpc_client._catalog = [e for e in CATALOG if e["task"] == "classification"]
-    monkeypatch.setattr(grpc_client, "models", lambda: grpc_client._catalog)
+    # A model of another task is refused as the server's data plane refuses it.
+    with pytest.raises(InvalidRequestError, match=r"^model 'lstm' is a classifier, not an encoder; encoders: vae2$"):
+        catalog.encoder("lstm")
+    with pytest.raises(InvalidRequestError, match=r"^model 'vae2' is a decoder, not a classifier; classifiers: gated-rnn, lstm$"):
+        catalog.entry("vae2", "classification")
+    catalog.entries = [e for e in CATALOG if e["task"] == "classification"]
+    monkeypatch.setattr(catalog, "models", lambda: catalog.entries)
     with pytest.raises(NotFoundError, match="no default generation model"):
-        grpc_client._entry(None, "generation")
+        catalog.entry(None, "generation")
 
 
 # -- the same limits on both transports ----------------------------------------------------------
@@ -487,3 +496,85 @@ def test_the_cli_exits_alike_on_both_transports(
     message = SAMPLE_MESSAGE if argv[0] == "sample" else MANIFOLD_MESSAGE
     assert outcomes == [(2, f"error: {message}\n")] * 2
     assert not (tmp_path / "x.png").exists()
+
+
+# -- answer fields: the version number on both transports; what gRPC does not offer -------------
+
+MODELS = {"models": [{"name": "lstm", "store_name": "mnist-lstm", "version": "di7qmghsf6hhwax4", "version_number": 1796641954}]}
+
+
+def test_http_reports_the_version_number_of_the_store_tag_an_answer_names() -> None:
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json=MODELS)
+        if request.url.path == "/v1/classify/batch":
+            buf = io.BytesIO()
+            np.save(buf, np.eye(10, dtype=np.float32)[:2])
+            return httpx.Response(200, content=buf.getvalue(), headers={"X-Model": "lstm", "X-Model-Version": "di7qmghsf6hhwax4"})
+        tag = "newtag" if request.url.params.get("model") == "new" else "di7qmghsf6hhwax4"
+        return httpx.Response(200, json={**CLASSIFIED, "version": tag})
+
+    recorder = Recorder(server)
+    with HTTPClient("http://test", transport=httpx.MockTransport(recorder)) as client:
+        assert client.classify(np.zeros((28, 28), np.uint8))[0].version == "1796641954"
+        batch = client.classify_batch(np.zeros((2, 28, 28), np.uint8))
+        assert (batch.model, batch.version, batch.labels.tolist()) == ("lstm", "1796641954", [0, 1])
+        assert [r.url.path for r in recorder.requests] == ["/v1/classify", "/v1/models", "/v1/classify/batch"]  # listed once
+        # A tag the listing does not have: listed again, and kept as it is when it is still not there.
+        assert client.classify_image(b"\x89PNG", model="new").version == "newtag"
+        assert [r.url.path for r in recorder.requests][-2:] == ["/v1/classify/image", "/v1/models"]
+
+
+@pytest.mark.parametrize(
+    "call, what",
+    [
+        (lambda c: c.plot_clusters(), "the label-cluster plot"),
+        (lambda c: c.plot_confusion(model="ensemble"), "the confusion-matrix plot"),
+        (lambda c: c.manifold(n=3, axes=True), "a manifold with axes (axes=True)"),
+        (lambda c: c.classify(np.zeros((1, 28, 28)), model="ensemble", members=True), "each ensemble member's answer (members=True)"),
+        (lambda c: c.classify_batch(np.zeros((1, 28, 28)), model="ensemble", members=True), "each ensemble member's answer"),
+    ],
+)
+def test_grpc_says_what_it_does_not_offer_before_any_call(transports: Any, call: Callable[[Any], Any], what: str) -> None:
+    _http, _requests, grpc_client, server = transports
+    with pytest.raises(NotOfferedError) as info:
+        call(grpc_client)
+    assert (
+        info.value.message.startswith(what)
+        and "not offered over gRPC" in info.value.message
+        and info.value.message.endswith("use HTTP (connect(url=...), or digits-client --url)")
+    )
+    assert info.value.code == "UNIMPLEMENTED" and server.predicts == []
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"z": [[0, 0], [1, 1]], "images": np.zeros((2, 28, 28))}, "send exactly one of z (two latent points) or images (two images)"),
+        ({}, "send exactly one of z (two latent points) or images (two images)"),
+        ({"z": [[0, 0], [1, 1]], "steps": 1}, "steps must be within 2..100, got 1"),
+        ({"z": [[0, 0], [1, 1]], "steps": 101}, "steps must be within 2..100, got 101"),
+        ({"z": [[0, 0], [1, 1], [2, 2]]}, "z must be two latent points [start, end], got shape [3, 2]"),
+        ({"z": [0.0, 1.0]}, "z must be two latent points [start, end], got shape [2]"),
+        ({"z": [[0, float("nan")], [1, 1]]}, "z contains NaN or infinite values"),
+        ({"images": np.zeros((3, 28, 28))}, "images must be two 28 x 28 images [start, end], got shape [3, 28, 28]"),
+    ],
+)
+def test_grpc_interpolate_refuses_as_the_route_refuses(transports: Any, options: dict[str, Any], message: str) -> None:
+    _http, _requests, grpc_client, server = transports
+    with pytest.raises(InvalidRequestError) as info:
+        grpc_client.interpolate(**options)
+    assert info.value.message == message
+    assert server.predicts == []
+
+
+def test_grpc_interpolate_decodes_the_routes_path_in_one_call(transports: Any) -> None:
+    _http, _requests, grpc_client, server = transports
+    path = grpc_client.interpolate(z=[[-1.0, 2.0], [1.0, 0.0]], steps=5)
+    np.testing.assert_allclose(path.z, [[-1, 2], [-0.5, 1.5], [0, 1], [0.5, 0.5], [1, 0]])
+    assert (path.model, path.images.shape) == ("vae2", (5, 28, 28))
+    assert server.predicts == [(DECODER, [5, 2], True)]
+    # Wrong latent size: the decoder's own rule, asked of the server with the two points' shape.
+    with pytest.raises(InvalidRequestError):
+        grpc_client.interpolate(z=[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    assert server.predicts[-1] == (DECODER, [2, 3], False)
