@@ -65,13 +65,16 @@ class Control:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def apply(self, selected: dict[str, list[Stored]], stored: dict[str, list[Stored]]) -> dict[str, list[Stored]]:
+        """Unloads, then loads: a load and an unload that cover the same version never both stay (each
+        call drops the other's entries), so the only overlap is a whole-model unload followed by the
+        load of one version, which then serves just that version (as Triton does)."""
         out = {name: list(vs) for name, vs in selected.items()}
+        for name, version in self.unloads:
+            out[name] = [s for s in out.get(name, []) if version and not versions.matches(s, [version])]
         for name, version in self.loads:
             for s in stored.get(name, []):
                 if (not version or versions.matches(s, [version])) and s not in out.setdefault(name, []):
                     out[name].append(s)
-        for name, version in self.unloads:
-            out[name] = [s for s in out.get(name, []) if version and not versions.matches(s, [version])]
         return {name: vs for name, vs in out.items() if vs}
 
 

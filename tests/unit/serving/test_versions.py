@@ -95,3 +95,10 @@ def test_control_loads_and_unloads_on_top_of_the_policy():
     assert Control(unloads=[["b", ""]]).apply(selected, stored) == {"a": [a2]}
     assert Control(unloads=[["a", "a2"]]).apply(selected, stored) == {"b": [b1]}
     assert Control(loads=[["a", "a1"]], unloads=[["a", "200"]]).apply(selected, stored) == {"a": [a1], "b": [b1]}
+
+
+def test_loading_one_version_after_unloading_the_whole_model_serves_that_version():
+    a1, a2, b1 = _stored("a", "a1", 100), _stored("a", "a2", 200), _stored("b", "b1", 100)
+    stored = {"a": [a1, a2], "b": [b1]}
+    selected = {"a": [a2], "b": [b1]}
+    assert Control(loads=[["a", "a1"]], unloads=[["a", ""]]).apply(selected, stored) == {"a": [a1], "b": [b1]}
