@@ -26,6 +26,8 @@ def test_metadata_and_config_come_from_the_signature():
         "kind": {"string_value": "decoder"},
         "public_name": {"string_value": "vae2"},
         "default": {"string_value": "true"},
+        "metrics": {"string_value": "{}"},
+        "provider": {"string_value": ""},
         "max_manifold_n": {"string_value": "40"},
     }
     assert v2.model_config(PLANE, ENCODER)["parameters"]["default"] == {"string_value": "false"}
