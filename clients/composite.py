@@ -15,14 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from contract.vae import MAX_STEPS
+
 from .errors import InvalidRequestError
 
 # The server's manifold rule 0 < scale <= 100 (the model config reports n's limit, not this one).
 MAX_MANIFOLD_SCALE = 100.0
-# The server's interpolation rule: 2 <= steps <= 100 (serving.core.notebook.MAX_STEPS).
-MAX_STEPS = 100
-# Keras' binary cross-entropy clips predictions to [eps, 1 - eps]; the notebook's loss sums it over the pixels.
-BCE_EPSILON = 1e-7
 
 
 def query_list(texts: Sequence[str], kind: type, what: str) -> list[Any]:
@@ -74,25 +72,6 @@ def check_interpolation(z: np.ndarray | None, images: np.ndarray | None, steps: 
         raise InvalidRequestError(f"z must be two latent points [start, end], got shape {list(z.shape)}")
     if images is not None and (images.ndim != 3 or images.shape[0] != 2):
         raise InvalidRequestError(f"images must be two 28 x 28 images [start, end], got shape {list(images.shape)}")
-
-
-def interpolation_path(ends: np.ndarray, steps: int) -> np.ndarray:
-    """``steps`` float32 points on the straight line from ``ends[0]`` to ``ends[1]``, both included (the route's arithmetic)."""
-    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-    return np.ascontiguousarray((1.0 - t) * ends[0] + t * ends[1], dtype=np.float32)
-
-
-def reconstruction_loss(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per image: binary cross-entropy of prediction ``p`` against pixels ``x``, summed over the pixels."""
-    x = x.reshape(len(x), -1).astype(np.float64)
-    p = np.clip(p.reshape(len(p), -1).astype(np.float64), BCE_EPSILON, 1.0 - BCE_EPSILON)
-    return np.asarray(-(x * np.log(p) + (1.0 - x) * np.log(1.0 - p)).sum(axis=1))
-
-
-def kl_divergence(z_mean: np.ndarray, z_log_var: np.ndarray) -> np.ndarray:
-    """Per image: KL(N(z_mean, exp(z_log_var)) || N(0, I)), summed over the latent dims (the training loss's KL)."""
-    m, v = z_mean.astype(np.float64), z_log_var.astype(np.float64)
-    return np.asarray(-0.5 * (1.0 + v - m**2 - np.exp(v)).sum(axis=1))
 
 
 def reconstruction_png(inputs: np.ndarray, images: np.ndarray) -> bytes:

@@ -20,6 +20,8 @@ from typing import Any
 import grpc
 import numpy as np
 
+from contract.vae import interpolation_path, kl_divergence, reconstruction_loss
+
 from .base import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BATCH_ROWS,
@@ -41,15 +43,7 @@ from .base import (
     read_image,
     unit_float,
 )
-from .composite import (
-    check_interpolation,
-    interpolation_path,
-    kl_divergence,
-    manifold_grid,
-    query_list,
-    reconstruction_loss,
-    reconstruction_png,
-)
+from .composite import check_interpolation, manifold_grid, query_list, reconstruction_png
 from .errors import (
     ClientError,
     ServerError,

@@ -15,6 +15,7 @@ import numpy as np
 
 from contract import images
 from contract.errors import InvalidInput, PayloadTooLarge
+from contract.vae import MAX_STEPS, interpolation_path, kl_divergence, reconstruction_loss
 
 from . import plots
 from .dataplane import DataPlane
@@ -22,9 +23,6 @@ from .kinds import Classifier, Decoder, Encoder
 from .request import InferRequest, Tensor
 from .runtime import ModelRuntime
 
-MAX_STEPS = 100
-# Keras' binary cross-entropy clips predictions to [eps, 1 - eps]; the notebook's loss sums it over the pixels.
-BCE_EPSILON = 1e-7
 LOSS = "binary cross-entropy summed over the 784 pixels (the notebook's reconstruction loss), of the image decoded from z_mean"
 
 
@@ -57,19 +55,6 @@ class Picture:
 
 def _pixels(decoded: np.ndarray) -> np.ndarray:
     return decoded.reshape(decoded.shape[0], *decoded.shape[1:3])
-
-
-def reconstruction_loss(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Per image: binary cross-entropy of prediction ``p`` against pixels ``x``, summed over the pixels."""
-    x = x.reshape(len(x), -1).astype(np.float64)
-    p = np.clip(p.reshape(len(p), -1).astype(np.float64), BCE_EPSILON, 1.0 - BCE_EPSILON)
-    return np.asarray(-(x * np.log(p) + (1.0 - x) * np.log(1.0 - p)).sum(axis=1))
-
-
-def kl_divergence(z_mean: np.ndarray, z_log_var: np.ndarray) -> np.ndarray:
-    """Per image: KL(N(z_mean, exp(z_log_var)) || N(0, I)), summed over the latent dims (the training loss's KL)."""
-    m, v = z_mean.astype(np.float64), z_log_var.astype(np.float64)
-    return np.asarray(-0.5 * (1.0 + v - m**2 - np.exp(v)).sum(axis=1))
 
 
 def latent_dims(rt: ModelRuntime, dims: Sequence[int] | None, what: str = "dims") -> tuple[int, int]:
@@ -166,8 +151,7 @@ class Notebook:
             encoder, rows, wanted = self.plane.prepare(request)
             decoder = self.plane.partner(encoder, Decoder)
             ends = (await self.plane.run(request, encoder, rows, wanted)).outputs[encoder.output_names[0]]
-        t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
-        path = np.ascontiguousarray((1.0 - t) * ends[0] + t * ends[1], dtype=np.float32)
+        path = interpolation_path(ends, steps)
         (decoded,) = await self.engine.infer(decoder, path)
         return Images(decoder, _pixels(decoded), path)
 
