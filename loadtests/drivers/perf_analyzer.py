@@ -83,9 +83,21 @@ def unavailable() -> str | None:
 
 
 def command(
-    mode: str, http: str, grpc: str, model: str, concurrency: int, measurement_ms: int, csv_path: str, shape: str = "images:1,28,28"
+    mode: str,
+    http: str,
+    grpc: str,
+    model: str,
+    concurrency: int,
+    measurement_ms: int,
+    csv_path: str,
+    shape: str = "images:1,28,28",
+    stability_percent: int = 50,
+    max_trials: int = 5,
 ) -> list[str]:
-    """The perf_analyzer command line for ``mode`` (a key of :data:`MODES`)."""
+    """The perf_analyzer command line for ``mode`` (a key of :data:`MODES`).
+
+    perf_analyzer repeats a measurement until its last three windows agree within ``stability_percent``
+    (max/min of throughput and latency) and gives up, exiting 2, after ``max_trials`` windows."""
     exe = binary()
     if exe is None:
         raise PerfAnalyzerFailed(unavailable() or "no perf_analyzer")
@@ -106,9 +118,9 @@ def command(
         "--measurement-interval",
         str(measurement_ms),
         "--stability-percentage",
-        "50",
+        str(stability_percent),
         "--max-trials",
-        "5",
+        str(max_trials),
         "-f",
         csv_path,
     ]
@@ -123,13 +135,16 @@ def run(
     measurement_ms: int = 2000,
     timeout_s: float = 120,
     shape: str = "images:1,28,28",
+    stability_percent: int = 50,
+    max_trials: int = 5,
 ) -> dict[str, Any]:
     """One perf_analyzer run; its figures (``throughput`` infer/s, ``p50_us`` .. ``p99_us``) and its report text.
     ``shape``: the input's shape as perf_analyzer's ``--shape`` takes it (without the batch axis for a
-    model whose config has a ``max_batch_size``, as Triton's has)."""
+    model whose config has a ``max_batch_size``, as Triton's has). ``stability_percent``, ``max_trials``:
+    see :func:`command` (a smoke test on a busy machine wants a wide margin, a benchmark a narrow one)."""
     with tempfile.TemporaryDirectory(prefix="perf-analyzer-") as tmp:
         out = os.path.join(tmp, "result.csv")
-        argv = command(mode, http, grpc, model, concurrency, measurement_ms, out, shape)
+        argv = command(mode, http, grpc, model, concurrency, measurement_ms, out, shape, stability_percent, max_trials)
         done = subprocess.run(argv, capture_output=True, text=True, env=environment(), timeout=timeout_s, check=False)
         if done.returncode != 0 or not os.path.exists(out):
             raise PerfAnalyzerFailed(f"perf_analyzer {mode} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")

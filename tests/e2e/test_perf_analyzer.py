@@ -28,7 +28,12 @@ def runnable() -> None:
 @pytest.mark.parametrize("mode", sorted(perf_analyzer.MODES))
 def test_perf_analyzer_runs_in_every_mode(runnable, server, mode):
     http = server.http_url.removeprefix("http://")
-    result = perf_analyzer.run(mode, http, server.grpc_target, "mnist-lstm", concurrency=2, measurement_ms=500)
+    # Exit 0 and figures are the point here, not stable ones: CI's two cores run other tests' servers too,
+    # and one noisy window made perf_analyzer give up ("Failed to obtain stable measurement"). A 1000 %
+    # margin accepts any three windows that each completed requests.
+    result = perf_analyzer.run(
+        mode, http, server.grpc_target, "mnist-lstm", concurrency=2, measurement_ms=500, stability_percent=1000, max_trials=10
+    )
     assert result["throughput"] > 0, result["report"]
     assert 0 < result["p50_us"] <= result["p99_us"], result
     assert "Concurrency: 2, throughput" in result["report"], result["report"]
