@@ -141,22 +141,25 @@ def test_large_photo_takes_the_reduced_path_and_still_matches(digits):
     assert aligned_correlation(out, digits[1] / 255.0) > 0.8
 
 
+def assert_no_digit(out: np.ndarray) -> None:
+    """No digit is not an error: the 28 x 28 answer is all zeros, which the data plane's judgement calls blank."""
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert not out.any()
+
+
 @pytest.mark.parametrize("colour", [0, 255, 128])
 def test_blank_image_has_no_digit(colour):
-    with pytest.raises(InvalidImage, match="no digit found"):
-        mnist_preprocess(Image.new("L", (64, 64), colour))
+    assert_no_digit(mnist_preprocess(Image.new("L", (64, 64), colour)))
 
 
 def test_faint_noise_is_not_a_digit():
     rng = np.random.default_rng(0)
     noise = (rng.random((64, 64)) * 20 + 230).astype(np.uint8)  # paper texture, no ink
-    with pytest.raises(InvalidImage, match="no digit found"):
-        mnist_preprocess(Image.fromarray(noise))
+    assert_no_digit(mnist_preprocess(Image.fromarray(noise)))
 
 
 def test_fully_transparent_image_has_no_digit():
-    with pytest.raises(InvalidImage, match="no digit found"):
-        mnist_preprocess(decode_image(encode(Image.new("RGBA", (50, 50), (0, 0, 0, 0))), MAX_PIXELS))
+    assert_no_digit(mnist_preprocess(decode_image(encode(Image.new("RGBA", (50, 50), (0, 0, 0, 0))), MAX_PIXELS)))
 
 
 # --- decode_image ---------------------------------------------------------------------
