@@ -54,13 +54,19 @@ class Prediction:
 
     ``version`` is the answering version's number as text (what ``models()`` lists as ``version_number``),
     on both transports. ``members`` (with ``model="ensemble"`` and ``members=True``): each member's
-    probabilities for this image, by public name."""
+    probabilities for this image, by public name. ``confidence`` is the label's calibrated probability;
+    ``digit`` is False when the server judged the picture not a digit, ``reason`` says why (``blank``,
+    ``uniform``, ``not-a-digit``, ``low-confidence``) and ``detail`` in a sentence (HTTP only)."""
 
     label: int
     probabilities: np.ndarray
     model: str
     version: str
     members: dict[str, np.ndarray] | None = None
+    confidence: float | None = None
+    digit: bool | None = None
+    reason: str | None = None
+    detail: str | None = None
 
     def top(self, k: int = 3) -> list[tuple[int, float]]:
         """The ``k`` most probable ``(label, probability)`` pairs, most probable first."""

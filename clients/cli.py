@@ -17,6 +17,7 @@ from .base import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     Client,
+    Prediction,
     top_k,
 )
 from .errors import ClientError, InvalidRequestError, NotFoundError, NotOfferedError, UnavailableError
@@ -249,8 +250,10 @@ def classification_result(
     version: str | None,
     index: int | None = None,
     members: dict[str, np.ndarray] | None = None,
+    verdict: Prediction | None = None,
 ) -> dict[str, Any]:
-    """One row of ``classify`` output as a JSON-ready dict (``members``: only when they were asked for)."""
+    """One row of ``classify`` output as a JSON-ready dict (``members``: only when they were asked for;
+    ``verdict``: the server's confidence and "not a digit" judgement, for an uploaded picture)."""
     probs = np.asarray(probabilities, dtype=np.float64)
     result: dict[str, Any] = {
         "file": source,
@@ -260,6 +263,8 @@ def classification_result(
         "model": model,
         "version": version,
     }
+    if verdict is not None and verdict.digit is not None:
+        result.update(confidence=verdict.confidence, digit=verdict.digit, reason=verdict.reason, detail=verdict.detail)
     if members is not None:
         result["members"] = {
             name: {"label": int(np.argmax(row)), "probabilities": [float(p) for p in np.asarray(row, dtype=np.float64)]}
@@ -273,6 +278,10 @@ def format_result(result: dict[str, Any], top: int = 3) -> str:
     name = result["file"] if result["index"] is None else f"{result['file']}[{result['index']}]"
     ranked = ", ".join(f"{label} {p:.3f}" for label, p in top_k(np.asarray(result["probabilities"]), top))
     line = f"{name}: {result['label']}  ({ranked})"
+    if result.get("digit") is False:
+        line = f"{name}: not a digit ({result['reason']}{': ' + result['detail'] if result.get('detail') else ''}); best guess {result['label']}  ({ranked})"
+    elif result.get("confidence") is not None:
+        line += f"  {result['confidence']:.0%} sure"
     if result.get("model"):
         line += f"  [{result['model']} {result.get('version') or ''}]".replace(" ]", "]")
     for member, answer in (result.get("members") or {}).items():
@@ -355,7 +364,7 @@ def _classify(client: Client, args: argparse.Namespace) -> int:
             ]
         else:
             p = client.classify_image(path, model=args.model, members=args.members)
-            results.append(classification_result(path, p.probabilities, p.model, p.version, members=p.members))
+            results.append(classification_result(path, p.probabilities, p.model, p.version, members=p.members, verdict=p))
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -62,6 +62,8 @@ MESSAGE_HEADROOM = 64 << 10
 DEFAULT_MAX_IMAGE_PIXELS = 16_000_000
 
 CLASSIFIER_INPUT, CLASSIFIER_OUTPUT = "images", "probabilities"
+# What the server judges of each classified image (serving/core/verdict.py), next to the probabilities.
+VERDICT_OUTPUTS = ("confidence", "digit", "reason")
 DECODER_OUTPUT = "images"
 ENCODER_INPUT, ENCODER_OUTPUTS = "images", ("z_mean", "z_log_var")
 
@@ -191,7 +193,7 @@ class GRPCClient(Client):
     ) -> tuple[list[np.ndarray], str]:
         """One Predict per chunk of at most ``max_rows`` rows (None: no split but the message size's) that fits a
         message both ways; each output concatenated, and the version number that answered."""
-        from contract.tensors import array_to_tensor_proto, tensor_proto_to_array
+        from contract.tensors import array_to_tensor_proto
 
         fit = (self.max_message_bytes - MESSAGE_HEADROOM) // max(1, array[0].nbytes, out_row_bytes)
         parts: list[list[np.ndarray]] = []
@@ -204,7 +206,7 @@ class GRPCClient(Client):
             missing = [name for name in output_names if name not in response.outputs]
             if missing:
                 raise ServerError(f"Predict on {store!r} returned no {missing[0]!r} output")
-            outputs = [tensor_proto_to_array(response.outputs[name]) for name in output_names]
+            outputs = [_output_array(response.outputs[name]) for name in output_names]
             if any(len(part) != len(chunk) for part in outputs):
                 raise ServerError(f"sent {len(chunk)} rows to {store!r}, got {[len(part) for part in outputs]} back")
             parts.append(outputs)
@@ -233,7 +235,8 @@ class GRPCClient(Client):
 
     # -- classification --------------------------------------------------------------------
 
-    def _classify(self, images: Any, model: str | None, members: bool) -> Classification:
+    def _classify(self, images: Any, model: str | None, members: bool, verdict: bool = False) -> tuple[Classification, list[np.ndarray]]:
+        """The probabilities (and with ``verdict`` the confidence, digit and reason arrays)."""
         if members:
             raise not_offered_over_grpc(
                 "each ensemble member's answer (members=True)", "no model call says which models an ensemble averages"
@@ -241,19 +244,31 @@ class GRPCClient(Client):
         entry = self.catalog.entry(model, "classification")
         batch = unit_float(image_batch(images))
         # As the HTTP client splits classify (and classify_bulk, the bulk route's body size aside).
-        (probs,), version = self._predict(entry["store_name"], CLASSIFIER_INPUT, batch, (CLASSIFIER_OUTPUT,), max_rows=self.max_batch_rows)
-        return Classification(probs.astype(np.float32, copy=False), entry["name"], version)
+        names = (CLASSIFIER_OUTPUT, *VERDICT_OUTPUTS) if verdict else (CLASSIFIER_OUTPUT,)
+        (probs, *judged), version = self._predict(entry["store_name"], CLASSIFIER_INPUT, batch, names, max_rows=self.max_batch_rows)
+        return Classification(probs.astype(np.float32, copy=False), entry["name"], version), judged
 
     def classify(self, images: Any, model: str | None = None, members: bool = False) -> list[Prediction]:
-        answer = self._classify(images, model, members)
-        return [Prediction(int(np.argmax(row)), row, answer.model, answer.version) for row in answer.probabilities]
+        answer, (confidence, digit, reason) = self._classify(images, model, members, verdict=True)
+        return [
+            Prediction(
+                int(np.argmax(row)),
+                row,
+                answer.model,
+                answer.version,
+                confidence=float(confidence[i]),
+                digit=bool(digit[i]),
+                reason=reason[i].decode() or None,
+            )
+            for i, row in enumerate(answer.probabilities)
+        ]
 
     def classify_image(self, image: PathOrBytes, model: str | None = None, members: bool = False) -> Prediction:
         pixels = self._picture(image, garment=False)
         return self.classify(pixels, model, members)[0]
 
     def classify_batch(self, images: Any, model: str | None = None, members: bool = False) -> Classification:
-        return self._classify(images, model, members)
+        return self._classify(images, model, members)[0]
 
     # -- generation ------------------------------------------------------------------------
 
@@ -408,3 +423,13 @@ class GRPCClient(Client):
             live = code not in (None, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             return {"live": live, "ready": False}
         return {"live": True, "ready": response.status == health_pb2.HealthCheckResponse.SERVING}
+
+
+def _output_array(proto: Any) -> np.ndarray:
+    """An answer's TensorProto as an array; DT_STRING (the verdict's ``reason``) as bytes objects."""
+    from contract.protos.tensorflow.core.framework import types_pb2
+    from contract.tensors import tensor_proto_to_array
+
+    if proto.dtype == types_pb2.DT_STRING:
+        return np.array(list(proto.string_val), dtype=object)
+    return tensor_proto_to_array(proto)

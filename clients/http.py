@@ -131,6 +131,10 @@ class HTTPClient(Client):
                     members=None
                     if "members" not in p
                     else {name: np.asarray(m["probabilities"], dtype=np.float32) for name, m in p["members"].items()},
+                    confidence=None if p.get("confidence") is None else float(p["confidence"]),
+                    digit=p.get("digit"),
+                    reason=p.get("reason"),
+                    detail=p.get("detail"),
                 )
                 for p in predictions
             ]

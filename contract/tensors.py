@@ -44,6 +44,10 @@ def _dtype_tables() -> tuple[dict[int, tuple[np.dtype[Any], str]], dict[np.dtype
 def tf_dtype(name: str) -> int:
     """The ``types_pb2.DataType`` enum for a numpy dtype name from signature.json (``"float32"`` -> DT_FLOAT)."""
     _, from_numpy = _dtype_tables()
+    if name == "object":  # a BYTES output (signature.json's name for it): strings
+        from .protos.tensorflow.core.framework import types_pb2
+
+        return int(types_pb2.DT_STRING)
     try:
         return from_numpy[np.dtype(name)]
     except (KeyError, TypeError) as e:
@@ -131,10 +135,15 @@ def array_to_tensor_proto(arr: np.ndarray) -> Any:
     from .protos.tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 
     arr = np.asarray(arr)
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in arr.shape])
+    if arr.dtype.kind == "O":  # bytes (a BYTES output): DT_STRING, one string_val per element
+        from .protos.tensorflow.core.framework import types_pb2
+
+        values = [v if isinstance(v, bytes) else str(v).encode() for v in arr.ravel()]
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
     _, from_numpy = _dtype_tables()
     dt = from_numpy.get(arr.dtype.newbyteorder("="))
     if dt is None:
         raise InvalidInput(f"dtype {arr.dtype} cannot be sent as a TensorProto; use a real numeric or bool array")
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in arr.shape])
     content = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
     return tensor_pb2.TensorProto(dtype=dt, tensor_shape=shape, tensor_content=content)  # type: ignore[arg-type]  # an int DataType

@@ -38,6 +38,7 @@ DATA_TYPES = {
     "float16": "TYPE_FP16",
     "float32": "TYPE_FP32",
     "float64": "TYPE_FP64",
+    "object": "TYPE_STRING",  # BYTES (a classifier's served ``reason``)
 }
 
 

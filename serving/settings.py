@@ -215,6 +215,9 @@ class Settings:
     max_body_bytes: int = _setting(16 * MiB, _parse_bytes, "largest HTTP request body (accepts 16MiB style suffixes)")
     max_image_pixels: int = _setting(16_000_000, _int(1), "largest uploaded image, width x height (decompression-bomb guard)")
     max_images_per_request: int = _setting(256, _int(1), "most images in one JSON classify request")
+    min_confidence: float = _setting(
+        0.5, _float(0.0), "a classification whose calibrated confidence is below this answers digit=false, reason low-confidence"
+    )
     max_bulk_images: int = _setting(65536, _int(1), "most images in one .npy batch-classify request")
     max_generate_n: int = _setting(256, _int(1), "most latent rows in one generate request, and largest sample n")
     max_manifold_n: int = _setting(40, _int(1), "largest manifold grid side n (n x n images decoded in one batch)")

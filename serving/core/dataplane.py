@@ -19,7 +19,7 @@ import numpy as np
 
 from contract.errors import Forbidden, InvalidInput, ModelNotFound, ServingError
 
-from . import statistics
+from . import statistics, verdict
 from .engine import Engine
 from .kinds import ModelKind
 from .lifecycle import Lifecycle, default_state_dir
@@ -111,14 +111,14 @@ class DataPlane:
         return batch, self.outputs(rt, request.outputs)
 
     def outputs(self, rt: ModelRuntime, requested: list[Output] | None) -> list[Output]:
-        known = rt.output_names
+        known = [o["name"] for o in rt.served_outputs]
         if not requested:
             return [Output(n) for n in known]
         unknown = [o.name[:100] for o in requested if o.name not in known]
         if unknown:
             raise InvalidInput(f"model {rt.store_name} has no output(s) {unknown}; its outputs are {known}")
         for o in requested:
-            if o.classes and (not rt.kind.classifies or o.classes < 0):
+            if o.classes and (not rt.kind.classifies or o.classes < 0 or o.name in verdict.NAMES):
                 raise InvalidInput(
                     f"output {o.name!r}: the classification parameter applies to a classifier's probabilities, with a count >= 1"
                 )
@@ -153,10 +153,15 @@ class DataPlane:
             arrays = {rt.output_names[0]: await engine.infer_direct(rt, batch)}
         else:
             arrays = dict(zip(rt.output_names, await engine.infer(rt, batch)))
+        judgement = None
+        # Bulk answers are the probabilities alone (one N x 10 array), so no verdict is computed for them.
+        if rt.kind.classifies and not request.bulk and any(o.name in verdict.NAMES for o in wanted):
+            judgement = verdict.judge(rt, batch, arrays[rt.output_names[0]], self.settings.min_confidence)
+            arrays.update(verdict.arrays(judgement))
         outputs = {
             o.name: classification(rt, arrays[o.name], o.classes) if o.classes else arrays[o.name] for o in wanted if o.name in arrays
         }
-        return InferResponse(rt, outputs, wanted, members, request.id)
+        return InferResponse(rt, outputs, wanted, members, request.id, judgement)
 
     # ------------------------------------------------------------ statistics
 

@@ -7,7 +7,7 @@ PNG cache (manifolds and plots). A :class:`~serving.core.lifecycle.Lifecycle` de
 are served and adds and retires them while it serves. The data plane checks every request and hands
 the engine float32 rows that match the model's signature; it gets numpy arrays back. An ensemble has no
 batcher of its own: its rows go through each member's batcher (one batch each, concurrently) and
-the answer is the mean.
+the answer combines theirs (each calibrated, weighted by its confidence).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .batcher import Batcher
 from .kinds import Decoder
 from .metrics import EngineMetrics
 from .registry import Registry
-from .runtime import EnsembleRuntime, ModelRuntime, mean_probabilities
+from .runtime import EnsembleRuntime, ModelRuntime
 
 logger = logging.getLogger("serving.engine")
 
@@ -160,7 +160,7 @@ class Engine:
                 task.cancel()
             raise
         members = {member.public_name: out[0] for member, out in zip(rt.members, outputs)}
-        return mean_probabilities(list(members.values())), members
+        return rt.combine(list(members.values())), members
 
     async def infer_direct(self, rt: ModelRuntime, rows: np.ndarray) -> np.ndarray:
         """First output for a request that already is a batch (bulk, manifold): bounded chunks, off the event loop."""
@@ -169,11 +169,11 @@ class Engine:
     async def infer_direct_members(self, rt: EnsembleRuntime, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """:meth:`infer_members` for a request that already is a batch (bulk): each member on the direct path."""
         members = {m.public_name: await self.infer_direct(m, rows) for m in rt.members}
-        return mean_probabilities(list(members.values())), members
+        return rt.combine(list(members.values())), members
 
     def predict_direct(self, rt: ModelRuntime, rows: np.ndarray) -> np.ndarray:
         if isinstance(rt, EnsembleRuntime):
-            return mean_probabilities([self.predict_direct(member, rows) for member in rt.members])
+            return rt.combine([self.predict_direct(member, rows) for member in rt.members])
         chunk = rt.kind.chunk_rows
         return np.concatenate([self._run(rt, rows[i : i + chunk])[0] for i in range(0, len(rows), chunk)])
 

@@ -20,6 +20,8 @@ import numpy as np
 from contract.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from contract.calibration import Judgement
+
     from .kinds import ModelKind
     from .runtime import ModelRuntime
 
@@ -107,6 +109,7 @@ class InferResponse:
     requested: list[Output]
     members: dict[str, np.ndarray] | None = None  # member public name -> its first output
     id: str | None = None
+    verdict: Judgement | None = None  # a classifier's confidence and "not a digit" verdict, when computed
 
 
 def one_of(what: str, *values: Any) -> Any:

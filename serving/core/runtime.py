@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from contract import calibration
 from contract.artifacts import check_model_file, version_number
 from contract.errors import NotFound, NotReady
 
@@ -100,6 +101,20 @@ class ModelRuntime:
     @property
     def output_names(self) -> list[str]:
         return [o["name"] for o in self.signature["outputs"]]
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature training fitted on held-out images (signature.json); 1.0 when none."""
+        calibration = self.signature.get("calibration") or {}
+        return float(calibration.get("temperature", 1.0))
+
+    @property
+    def served_outputs(self) -> list[dict[str, Any]]:
+        """The outputs every protocol offers: the model's own, then for a classifier the verdict's
+        (``confidence``, ``digit``, ``reason``: :mod:`serving.core.verdict`)."""
+        from .verdict import outputs_of
+
+        return outputs_of(self)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -186,14 +201,11 @@ class ModelRuntime:
         }
 
 
-def mean_probabilities(outputs: Sequence[np.ndarray]) -> np.ndarray:
-    """An ensemble's answer: the float32 mean of its members' probabilities (as training evaluated it)."""
-    return np.asarray(np.mean(np.stack(outputs), axis=0, dtype=np.float32))
-
-
 @dataclass
 class EnsembleRuntime(ModelRuntime):
-    """A stored ensemble: no session of its own; its answer is the mean of its members' answers.
+    """A stored ensemble: no session of its own; its answer combines its members' answers, each calibrated
+    by its own temperature and weighted per image by its own calibrated confidence
+    (:func:`contract.calibration.combine`, as training evaluated it).
 
     ``members`` are the runtimes its unversioned member names resolve to now: the registry links
     them whenever what it serves changes, so an ensemble follows its members' hot reloads. The
@@ -216,8 +228,12 @@ class EnsembleRuntime(ModelRuntime):
         self.provider = self.members[0].provider if self.members else None
         self.ready = True
 
+    def combine(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's probabilities from its members' (in :attr:`members` order)."""
+        return calibration.combine(outputs, [m.temperature for m in self.members])
+
     def predict_all(self, batch: np.ndarray) -> list[np.ndarray]:
-        return [mean_probabilities([member.predict(batch) for member in self.members])]
+        return [self.combine([member.predict(batch) for member in self.members])]
 
     def describe(self) -> dict[str, Any]:
         measured = self.metadata.get("members") or {}

@@ -179,8 +179,7 @@
       if (seq !== classifySeq) return; // a newer drawing was sent meanwhile
       renderPredictions(rows);
       predictions.dataset.strokes = String(forStrokes);
-      const ensemble = rows.find(([name]) => name === "ensemble");
-      digitStatus.textContent = ensemble ? `The ensemble reads ${ensemble[1].label}.` : "Read by every classifier.";
+      digitStatus.textContent = verdictText(rows.find(([name]) => name === "ensemble") || rows[0]);
     } catch (error) {
       if (seq !== classifySeq) return;
       predictions.tBodies[0].replaceChildren();
@@ -191,6 +190,29 @@
     }
   }
 
+  // The answer in words: the label and its calibrated confidence, or why it is not a digit.
+  function verdictText([name, prediction]) {
+    const who = name === "ensemble" ? "The ensemble" : name;
+    if (prediction.digit === false) return `Not a digit (${prediction.reason}): ${prediction.detail}.`;
+    return `${who} reads ${prediction.label}, ${(prediction.confidence * 100).toFixed(0)}% sure.`;
+  }
+
+  function verdictCell(prediction) {
+    const cell = document.createElement("td");
+    cell.className = "confidence";
+    if (prediction.confidence === undefined) {
+      cell.textContent = "—"; // a member's answer inside the ensemble's: its probabilities only
+    } else if (prediction.digit === false) {
+      cell.textContent = `not a digit (${prediction.reason})`;
+      cell.title = prediction.detail;
+      cell.classList.add("not-digit");
+    } else {
+      cell.textContent = `${(prediction.confidence * 100).toFixed(0)}%`;
+    }
+    cell.dataset.digit = String(prediction.digit !== false);
+    return cell;
+  }
+
   function renderPredictions(rows) {
     const body = predictions.tBodies[0];
     body.replaceChildren(
@@ -198,6 +220,7 @@
         const tr = document.createElement("tr");
         tr.dataset.model = name;
         tr.dataset.label = String(prediction.label);
+        if (prediction.digit !== undefined) tr.dataset.digit = String(prediction.digit);
         const th = document.createElement("th");
         th.scope = "row";
         th.textContent = name;
@@ -206,7 +229,7 @@
         label.textContent = String(prediction.label);
         const chart = document.createElement("td");
         chart.append(bars(prediction.probabilities, prediction.label));
-        tr.append(th, label, chart);
+        tr.append(th, label, verdictCell(prediction), chart);
         return tr;
       }),
     );

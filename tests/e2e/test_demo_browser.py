@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -152,6 +153,11 @@ def test_draw_a_digit_every_model_reads_it_and_the_sliders_decode(browser, serve
     read = {rows.nth(i).get_attribute("data-model"): rows.nth(i).get_attribute("data-label") for i in range(rows.count())}
     assert read == {name: str(label) for name in (*CLASSIFIERS, "ensemble")}, (label, read)
     assert predictions.locator("tr[data-model=ensemble] .bars span").count() == 10  # a bar per digit
+    # The ensemble's calibrated confidence, in its row and in the status line.
+    ensemble_row = predictions.locator("tr[data-model=ensemble]")
+    assert ensemble_row.get_attribute("data-digit") == "true"
+    expect(ensemble_row.locator("td.confidence")).to_have_text(re.compile(r"^\d{1,3}%$"))
+    expect(page.locator("#digit-status")).to_have_text(re.compile(rf"The ensemble reads {label}, \d{{1,3}}% sure\."))
 
     # A latent slider, moved with the keyboard, re-decodes the image.
     generated = page.get_by_test_id("generated")
@@ -186,6 +192,21 @@ def test_draw_a_digit_every_model_reads_it_and_the_sliders_decode(browser, serve
     page.get_by_test_id("clear").click()
     expect(predictions.locator("tr[data-model]")).to_have_count(0)
     expect(canvas).to_have_attribute("data-strokes", "0")
+
+    # A filled block is no digit: the page says so instead of a confident label.
+    block = np.zeros((28, 28), np.uint8)
+    block[5:23, 5:23] = 255
+    plan = strokes(block)
+    for (x0, y0), (x1, y1) in plan:
+        page.mouse.move(box["x"] + x0 * scale, box["y"] + y0 * scale)
+        page.mouse.down()
+        page.mouse.move(box["x"] + x1 * scale, box["y"] + y1 * scale, steps=4)
+        page.mouse.up()
+    expect(predictions).to_have_attribute("data-strokes", str(len(plan)), timeout=30_000)
+    expect(predictions).to_have_attribute("aria-busy", "false")
+    assert predictions.locator("tr[data-model=ensemble]").get_attribute("data-digit") == "false"
+    expect(predictions.locator("tr[data-model=ensemble] td.confidence")).to_have_text("not a digit (not-a-digit)")
+    expect(page.locator("#digit-status")).to_have_text(re.compile(r"^Not a digit \(not-a-digit\): ink covers \d+% of the frame"))
     page.close()
     assert errors == []
 

@@ -108,8 +108,9 @@ class Protocols:
 
         def decode(r):
             length = int(r.headers["Inference-Header-Content-Length"])
-            out = json.loads(r.content[:length])["outputs"][0]
-            return np.frombuffer(r.content[length:], np.float32).reshape(out["shape"])
+            out = json.loads(r.content[:length])["outputs"][0]  # the model's own output comes first
+            size = out["parameters"]["binary_data_size"]
+            return np.frombuffer(r.content[length : length + size], np.float32).reshape(out["shape"])
 
         return _http_answer(response, decode)
 
@@ -134,7 +135,8 @@ class Protocols:
             response = self.tf.Predict(request, timeout=30)
         except grpc.RpcError as e:
             return Answer(_grpc_status(e.code()), e.details())
-        return Answer("ok", outputs=tf.make_ndarray(next(iter(response.outputs.values()))))
+        own = "probabilities" if "probabilities" in response.outputs else next(iter(response.outputs))  # a decoder's images
+        return Answer("ok", outputs=tf.make_ndarray(response.outputs[own]))
 
 
 PROTOCOLS = ("v1_json", "v1_npy", "v2_rest", "v2_grpc", "tf_serving")
@@ -307,6 +309,61 @@ def test_uint8_and_fp32_pixels_give_one_answer_on_every_protocol(protocols, serv
                 answer = getattr(protocols, p)("lstm", int(v) if v and p == "v1_json" else v, "images", arr, "/v1/classify")
                 assert answer.status == "ok", (p, arr.dtype, v, answer)
                 np.testing.assert_allclose(answer.outputs, reference, atol=1e-6, err_msg=f"{p} {arr.dtype}")
+
+
+def test_the_confidence_and_the_not_a_digit_verdict_are_the_same_on_every_protocol(protocols, server):
+    """An empty image, a flat grey one, a filled block and real digits: digit, reason and confidence
+    alike over /v1 JSON, an uploaded PNG, v2 REST (JSON), v2 gRPC and TF Serving."""
+    from contract.images import to_png
+
+    block = np.zeros((28, 28), np.float32)
+    block[4:24, 4:24] = 1.0
+    images = np.stack([np.zeros((28, 28), np.float32), np.full((28, 28), 0.5, np.float32), block, *server.test_images[:8] / 255.0])
+    images = images.astype(np.float32)
+    v1 = protocols.http.post("/v1/classify", json={"model": "lstm", "images": images.tolist()}).json()["predictions"]
+    expected = [(p["digit"], p["reason"] or "", round(p["confidence"], 5)) for p in v1]
+    assert [e[:2] for e in expected[:3]] == [(False, "blank"), (False, "uniform"), (False, "not-a-digit")]
+    # real MNIST digits: digits, or (the tiny test store's models are unsure of some) low-confidence
+    assert any(e[0] for e in expected[3:]) and {e[1] for e in expected[3:]} <= {"", "low-confidence"}, expected
+    assert all(bool(p["detail"]) == (not p["digit"]) and (p["reason"] is None) == p["digit"] for p in v1)
+    # the PNG upload of the empty canvas: no error, the same verdict
+    upload = protocols.http.post("/v1/classify/image?model=lstm", files={"image": ("blank.png", to_png(images[0]), "image/png")})
+    assert upload.status_code == 200, upload.text
+    assert upload.json()["predictions"][0]["reason"] == "blank" and upload.json()["predictions"][0]["digit"] is False
+
+    rest = protocols.http.post(
+        "/v2/models/mnist-lstm/infer",
+        json={"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32", "data": images.ravel().tolist()}]},
+    ).json()
+    outs = {o["name"]: o for o in rest["outputs"]}
+    assert [o["name"] for o in rest["outputs"]] == ["probabilities", "confidence", "digit", "reason"]
+    assert outs["digit"]["datatype"] == "BOOL" and outs["reason"]["datatype"] == "BYTES"
+    got_rest = list(zip(outs["digit"]["data"], outs["reason"]["data"], [round(c, 5) for c in outs["confidence"]["data"]]))
+
+    tensor = tritonclient_grpc.InferInput("images", list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images)
+    result = protocols.triton.infer("mnist-lstm", [tensor])
+    got_grpc = list(
+        zip(result.as_numpy("digit").tolist(), [r.decode() for r in result.as_numpy("reason")], np.round(result.as_numpy("confidence"), 5))
+    )
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "mnist-lstm"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+    response = protocols.tf.Predict(request, timeout=30)
+    got_tf = list(
+        zip(
+            tf.make_ndarray(response.outputs["digit"]).tolist(),
+            [r.decode() for r in tf.make_ndarray(response.outputs["reason"])],
+            np.round(tf.make_ndarray(response.outputs["confidence"]), 5),
+        )
+    )
+    for name, got in (("v2 REST", got_rest), ("v2 gRPC", got_grpc), ("TF Serving", got_tf)):
+        assert [g[:2] for g in got] == [e[:2] for e in expected], name
+        np.testing.assert_allclose([g[2] for g in got], [e[2] for e in expected], atol=2e-5, err_msg=name)
+    # what was asked for, only: v2 and TF Serving clients that name an output get that output alone
+    only = tritonclient_grpc.InferRequestedOutput("digit")
+    assert [o.name for o in protocols.triton.infer("mnist-lstm", [tensor], outputs=[only]).get_response().outputs] == ["digit"]
 
 
 def test_one_latent_point_decodes_alike_on_every_protocol(protocols):

@@ -47,7 +47,7 @@ def model_metadata(plane: DataPlane, rt: ModelRuntime) -> dict[str, Any]:
         "versions": [str(n) for n in served],
         "platform": PLATFORM,
         "inputs": [_tensor_metadata(s) for s in rt.signature["inputs"]],
-        "outputs": [_tensor_metadata(s) for s in rt.signature["outputs"]],
+        "outputs": [_tensor_metadata(s) for s in rt.served_outputs],
     }
 
 
@@ -72,7 +72,7 @@ def model_config(plane: DataPlane, rt: ModelRuntime) -> dict[str, Any]:
         parameters["max_manifold_n"] = str(plane.settings.max_manifold_n)
     return triton.model_config(
         rt.store_name,
-        rt.signature,
+        {**rt.signature, "outputs": rt.served_outputs},
         max_batch_size=plane.row_limit(rt),
         max_queue_delay_us=round(plane.settings.queue_delay_ms * 1000),
         warmup=(),

@@ -52,8 +52,14 @@ class MemberPrediction(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: int
-    probabilities: list[float]
+    label: int = Field(description="the most probable digit (given even when digit is false)")
+    probabilities: list[float] = Field(description="the model's own softmax over 0..9")
+    confidence: float = Field(description="the calibrated probability of label (temperature fitted on held-out images)")
+    digit: bool = Field(description="false when the input is not a digit to read: see reason")
+    reason: str | None = Field(
+        default=None, description="why digit is false: blank, uniform, not-a-digit or low-confidence; null for a digit"
+    )
+    detail: str | None = Field(default=None, description="the reason in a sentence; null for a digit")
     members: dict[str, MemberPrediction] | None = Field(
         default=None, description="model=ensemble with members=true: each classifier's own answer, by name"
     )
@@ -67,7 +73,19 @@ class ClassifyResponse(BaseModel):
 
 def classification(answer: InferResponse) -> Response:
     rt = answer.model
-    predictions = [{"label": int(p.argmax()), "probabilities": p} for p in answer.outputs[rt.output_names[0]]]
+    verdict = answer.verdict
+    assert verdict is not None  # every output is asked for: the data plane judged each image
+    predictions = [
+        {
+            "label": int(p.argmax()),
+            "probabilities": p,
+            "confidence": round(float(verdict.confidence[i]), 6),
+            "digit": bool(verdict.digit[i]),
+            "reason": verdict.reason[i] or None,
+            "detail": verdict.detail[i] or None,
+        }
+        for i, p in enumerate(answer.outputs[rt.output_names[0]])
+    ]
     if answer.members is not None:
         for i, prediction in enumerate(predictions):
             prediction["members"] = {

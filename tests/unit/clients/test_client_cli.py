@@ -208,6 +208,18 @@ def test_format_result() -> None:
     assert format_result(result) == "digit.png: 7  (7 0.960, 3 0.020, 2 0.010)  [lstm v1]"
     row = classification_result("batch.npy", SEVEN, None, None, index=4)
     assert format_result(row, top=1) == "batch.npy[4]: 7  (7 0.960)"
+    sure = Prediction(7, SEVEN, "lstm", "v1", confidence=0.93, digit=True)
+    assert (
+        format_result(classification_result("digit.png", SEVEN, "lstm", "v1", verdict=sure), top=1)
+        == "digit.png: 7  (7 0.960)  93% sure  [lstm v1]"
+    )
+    blank = Prediction(7, SEVEN, "lstm", "v1", confidence=0.2, digit=False, reason="blank", detail="the image is empty: no digit to read")
+    answer = classification_result("blank.png", SEVEN, "lstm", "v1", verdict=blank)
+    assert answer["digit"] is False and answer["reason"] == "blank"
+    assert (
+        format_result(answer, top=1)
+        == "blank.png: not a digit (blank: the image is empty: no digit to read); best guess 7  (7 0.960)  [lstm v1]"
+    )
 
 
 def test_format_models_table_tolerates_missing_fields() -> None:

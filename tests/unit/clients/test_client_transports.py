@@ -23,7 +23,20 @@ from clients.errors import (
 from clients.grpc import GRPCClient
 from clients.http import HTTPClient
 
-CLASSIFIED = {"model": "lstm", "version": "1700000000", "predictions": [{"label": 3, "probabilities": [0.0] * 3 + [1.0] + [0.0] * 6}]}
+CLASSIFIED = {
+    "model": "lstm",
+    "version": "1700000000",
+    "predictions": [
+        {
+            "label": 3,
+            "probabilities": [0.0] * 3 + [1.0] + [0.0] * 6,
+            "confidence": 0.25,
+            "digit": False,
+            "reason": "low-confidence",
+            "detail": "confidence 0.25 is below 0.50",
+        }
+    ],
+}
 
 
 class Script:
@@ -341,6 +354,10 @@ class FakeServer:
         response = predict_pb2.PredictResponse()
         response.model_spec.name = store
         response.outputs[output_name].CopyFrom(array_to_tensor_proto(np.zeros((shape[0], *output_shape[1:]), np.float32)))
+        if store == CLASSIFIER:  # the verdict the server adds to a classifier's answer (serving/core/verdict.py)
+            response.outputs["confidence"].CopyFrom(array_to_tensor_proto(np.full(shape[0], 0.25, np.float32)))
+            response.outputs["digit"].CopyFrom(array_to_tensor_proto(np.zeros(shape[0], bool)))
+            response.outputs["reason"].CopyFrom(array_to_tensor_proto(np.array([b"low-confidence"] * shape[0], dtype=object)))
         return response
 
 
@@ -467,7 +484,11 @@ def test_grpc_manifold_parameters_are_refused_as_the_http_route_refuses_them(tra
 def test_classify_and_generate_split_alike_and_keep_the_servers_limit(transports: Any) -> None:
     http, requests, grpc_client, server = transports
     images = np.zeros((300, 28, 28), np.uint8)
-    assert len(http.classify(images, model="lstm")) == len(grpc_client.classify(images, model="lstm")) == 300
+    over_http, over_grpc = http.classify(images, model="lstm"), grpc_client.classify(images, model="lstm")
+    assert len(over_http) == len(over_grpc) == 300
+    for a, b in ((over_http[0], over_grpc[0]), (over_http[-1], over_grpc[-1])):  # the verdict reads alike
+        assert (a.confidence, a.digit, a.reason) == (b.confidence, b.digit, b.reason) == (0.25, False, "low-confidence")
+    assert over_http[0].detail == "confidence 0.25 is below 0.50" and over_grpc[0].detail is None
     assert [len(json.loads(r.content)["images"]) for r in requests] == [256, 44]
     assert [shape[0] for _store, shape, _values in server.predicts] == [256, 44]
 

@@ -125,7 +125,13 @@ def test_values_are_decoded_only_after_the_header_passed():
 
 def test_outputs_and_parameters_are_checked():
     ok = Tensor.of(np.zeros((1, 28, 28), np.float32))
-    assert PLANE.prepare(InferRequest([ok], "lstm"))[2] == [Output("probabilities")]
+    # A classifier's own output, then the verdict's (confidence, digit, reason) that the data plane adds
+    assert PLANE.prepare(InferRequest([ok], "lstm"))[2] == [Output(n) for n in ("probabilities", "confidence", "digit", "reason")]
+    assert PLANE.prepare(InferRequest([ok], "lstm", outputs=[Output("digit")]))[2] == [Output("digit")]
+    with pytest.raises(InvalidInput, match="classification parameter"):
+        PLANE.prepare(InferRequest([ok], "lstm", outputs=[Output("confidence", classes=2)]))
+    z = Tensor.of(np.zeros((1, 2), np.float32))
+    assert PLANE.prepare(InferRequest([z], "vae2"))[2] == [Output("images")]  # no verdict for a decoder
     with pytest.raises(InvalidInput, match="has no output"):
         PLANE.prepare(InferRequest([ok], "lstm", outputs=[Output("logits")]))
     with pytest.raises(InvalidInput, match="classification parameter"):

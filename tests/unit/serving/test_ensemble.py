@@ -1,4 +1,4 @@
-"""The ensemble: a stored model without a file, served as the mean of its members through their own batchers."""
+"""The ensemble: a stored model without a file, served as its members' calibrated, confidence-weighted answers through their own batchers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from contract.errors import NotFound, Overloaded
 from serving.core.engine import Engine
 from serving.core.registry import Registry
-from serving.core.runtime import EnsembleRuntime, mean_probabilities
+from contract.calibration import combine
+from serving.core.runtime import EnsembleRuntime
 from serving.settings import Settings
 from tests.unit.serving.test_runtime import make_runtime
 
@@ -38,7 +39,7 @@ def make_ensemble(tmp_path: Path, accuracy: float = 0.99) -> tuple[EnsembleRunti
     return ensemble, members
 
 
-def test_the_answer_is_the_float32_mean_of_the_members(tmp_path):
+def test_the_answer_combines_the_members_with_their_temperatures(tmp_path):
     ensemble, members = make_ensemble(tmp_path)
     registry = Registry([*members, ensemble])
     registry.load_all()
@@ -46,8 +47,13 @@ def test_the_answer_is_the_float32_mean_of_the_members(tmp_path):
     x = np.random.default_rng(3).random((5, 28, 28), dtype=np.float32)
     (probs,) = ensemble.predict_all(x)
     assert probs.dtype == np.float32 and probs.shape == (5, 10)
-    np.testing.assert_allclose(probs, np.mean([m.predict(x) for m in members], axis=0), atol=1e-7)
+    np.testing.assert_allclose(probs, combine([m.predict(x) for m in members], [1.0] * 3), atol=1e-7)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    members[1].signature["calibration"] = {"temperature": 2.5}  # what training fitted: the member is over-confident
+    assert members[1].temperature == 2.5 and members[0].temperature == 1.0
+    (tempered,) = ensemble.predict_all(x)
+    np.testing.assert_allclose(tempered, combine([m.predict(x) for m in members], [1.0, 2.5, 1.0]), atol=1e-7)
+    assert not np.allclose(tempered, probs)
     described = ensemble.describe()
     assert [m["name"] for m in described["members"]] == ["a", "b", "c"]
     assert all(m["version"] == m["measured_version"] == "v1" for m in described["members"])
@@ -71,13 +77,6 @@ def test_a_model_without_recorded_evaluation_says_to_rebuild(tmp_path):
         ensemble.evaluation()
     (ensemble.path / "evaluation.json").write_text(json.dumps({"confusion_matrix": [[1]]}))
     assert ensemble.evaluation()["confusion_matrix"] == [[1]]
-
-
-def test_mean_probabilities_keeps_float32():
-    a, b = np.full((2, 10), 0.1, np.float32), np.full((2, 10), 0.3, np.float32)
-    out = mean_probabilities([a, b])
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, 0.2)
 
 
 def engine_for(tmp_path: Path, **env: str) -> tuple[Engine, EnsembleRuntime, list]:
@@ -106,7 +105,7 @@ def test_engine_runs_each_member_through_its_own_batcher_once(tmp_path):
     assert calls == {name: 2 for name in MEMBERS}  # one batch per member per request
     assert list(answers) == ["a", "b", "c"]
     np.testing.assert_allclose(probs, mean, atol=0)
-    np.testing.assert_allclose(mean, np.mean(list(answers.values()), axis=0), atol=1e-7)
+    np.testing.assert_allclose(mean, combine(list(answers.values())), atol=1e-7)
     np.testing.assert_allclose(answers["b"], members[1].predict(x), atol=1e-6)
     np.testing.assert_allclose(engine.predict_direct(ensemble, x), mean, atol=1e-6)
 

@@ -14,6 +14,7 @@ import pytest
 
 from contract import tensors
 from contract.artifacts import file_sha256
+from contract.protos.tensorflow.core.framework import types_pb2
 from contract.protos.tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 from loadtests.server import free_port
 from serving.core.dataplane import DataPlane
@@ -115,6 +116,27 @@ def test_predict_answers_from_the_engine_and_merges_concurrent_calls(engine):
     assert {r.model_spec.version.value for r in responses} == {1_700_000_000}
 
 
+def test_predict_carries_the_verdict_and_output_filter_keeps_to_what_is_asked(engine):
+    images = np.zeros((2, 28, 28), np.float32)
+    images[1, 4:24, 12:16] = 1.0  # a stroke: ink, unlike the empty first image
+
+    async def calls(stub, _):
+        whole = await stub.Predict(request(images), timeout=10)
+        filtered = request(images)
+        filtered.output_filter.append("digit")
+        return [whole, await stub.Predict(filtered, timeout=10)]
+
+    whole, filtered = run(engine, calls)
+    assert sorted(whole.outputs) == ["confidence", "digit", "probabilities", "reason"]
+    reason = whole.outputs["reason"]
+    assert reason.dtype == types_pb2.DT_STRING and reason.string_val[0] == b"blank"
+    digit = tensors.tensor_proto_to_array(whole.outputs["digit"])
+    assert digit.dtype == np.bool_ and not digit[0]
+    confidence = tensors.tensor_proto_to_array(whole.outputs["confidence"])
+    np.testing.assert_allclose(confidence, expected(images).max(axis=1), atol=1e-5)  # no calibration recorded: T = 1
+    assert list(filtered.outputs) == ["digit"]
+
+
 def test_metadata_is_the_signature(engine):
     async def calls(stub, _):
         req = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
@@ -126,7 +148,8 @@ def test_metadata_is_the_signature(engine):
     response.metadata["signature_def"].Unpack(sigs)
     sig = sigs.signature_def["serving_default"]
     assert [d.size for d in sig.inputs["images"].tensor_shape.dim] == [-1, 28, 28]
-    assert list(sig.outputs) == ["probabilities"]
+    assert sorted(sig.outputs) == ["confidence", "digit", "probabilities", "reason"]
+    assert sig.outputs["reason"].dtype == types_pb2.DT_STRING and sig.outputs["digit"].dtype == types_pb2.DT_BOOL
 
 
 @pytest.mark.parametrize(
