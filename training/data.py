@@ -10,10 +10,11 @@ silent fallback to another source.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +38,34 @@ class DataError(ValueError):
     """A dataset file is missing, unreadable or not what its header says, or the data is too small."""
 
 
+_EMPTY_IMAGES = np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), dtype=np.uint8)
+_EMPTY_LABELS = np.zeros((0,), dtype=np.uint8)
+
+
 @dataclass(frozen=True)
 class Split:
-    """Images as uint8 ``[N, 28, 28]`` and labels as uint8 ``[N]``."""
+    """Images as uint8 ``[N, 28, 28]`` and labels as uint8 ``[N]``.
+
+    ``x_val``/``y_val``: training-file images held out from training (never the test set), empty unless
+    :func:`load` was asked for a validation split.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray = field(default_factory=lambda: _EMPTY_IMAGES)
+    y_val: np.ndarray = field(default_factory=lambda: _EMPTY_LABELS)
+
+
+def validation_size(n_train: int, fraction: float, minimum: int, spare: int = 0) -> int:
+    """How many training-file images to hold out for ``n_train`` training images and ``spare`` unused ones:
+    ``fraction`` of ``n_train``, raised to ``minimum`` where the spare images, or up to a quarter of the
+    training images, allow; 0 when ``fraction`` is 0."""
+    if fraction <= 0 or n_train <= 0:
+        return 0
+    size = math.ceil(fraction * n_train)
+    return size if size >= minimum else max(size, min(minimum, spare + n_train // 4))
 
 
 def resolve_data_dir(arg: str | os.PathLike[str] | None) -> Path | None:
@@ -128,11 +149,18 @@ def load(
     seed: int = 0,
     limit: int | None = None,
     test_limit: int | None = None,
+    validation: float = 0.0,
+    min_validation: int = 0,
 ) -> Split:
     """Load a dataset, shuffle its training part with ``seed`` and cut it to ``limit``.
 
     ``data_dir`` None means ``keras.datasets`` (needs the internet).
     The test part keeps its order; ``test_limit`` takes its first images.
+
+    ``validation`` > 0 holds out :func:`validation_size` training-file images (seeded by the same
+    shuffle, disjoint from the training images): from the images ``limit`` leaves unused, so the
+    training set keeps its ``limit`` images; where too few are left (no ``limit``), the rest comes off
+    the end of the training part, which shrinks by that many.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
@@ -147,12 +175,20 @@ def load(
 
     # The MNIST training file is sorted by digit: without a shuffle, batches and
     # any --limit would see a single class.
-    order = np.random.default_rng(seed).permutation(len(x_train))[:limit]
+    shuffled = np.random.default_rng(seed).permutation(len(x_train))
+    order, spare = shuffled[:limit], shuffled[len(shuffled[:limit]) :]
+    n_val = validation_size(len(order), validation, min_validation, spare=len(spare))
+    held_out = spare[:n_val]
+    short = n_val - len(held_out)
+    if short > 0:  # not enough unused images: the rest comes off the end of the training part
+        order, held_out = order[: len(order) - short], np.concatenate([order[len(order) - short :], held_out])
     return Split(
         x_train=x_train[order],
         y_train=y_train[order],
         x_test=x_test[:test_limit],
         y_test=y_test[:test_limit],
+        x_val=x_train[held_out],
+        y_val=y_train[held_out],
     )
 
 

@@ -1,5 +1,7 @@
 """What a classifier's run records of its test set: accuracy and loss, the confusion matrix that serving
-draws (``evaluation.json``) and its PNG. The trained classifiers and the ensemble both write them."""
+draws (``evaluation.json``) and its PNG, and its calibration (a temperature fitted on the validation split,
+the test set's calibration error before and after it). The trained classifiers and the ensemble both
+write them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import calibration
 from training import report
 from training.catalog import DIGIT_LABELS, NUM_CLASSES
 
@@ -21,6 +24,18 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray) -> tup
         "test_loss": float(np.mean(-np.log(np.clip(picked, 1e-7, 1.0)))),
     }
     return metrics, report.confusion_matrix(labels, predicted, NUM_CLASSES)
+
+
+def fit_calibration(validation: np.ndarray, validation_labels: np.ndarray, test: np.ndarray, test_labels: np.ndarray) -> dict:
+    """The temperature fitted on the validation split, and the test set's calibration error (ECE) before
+    and after it: the ``calibration`` of a run record."""
+    temperature = calibration.fit_temperature(validation, validation_labels)
+    return {
+        "temperature": float(temperature),
+        "validation_size": int(len(validation_labels)),
+        "ece_before": round(calibration.expected_calibration_error(test, test_labels), 5),
+        "ece_after": round(calibration.expected_calibration_error(calibration.calibrate(test, temperature), test_labels), 5),
+    }
 
 
 def write_classifier_evaluation(run_dir: Path, name: str, metrics: dict, matrix: np.ndarray, **extra) -> None:

@@ -2,8 +2,8 @@
 
 For each store entry of a run (see ``catalog.store_entries``) this writes
 ``<run>/export/<store name>/`` with ``model.onnx``, ``saved_model/``,
-``signature.json`` and ``reports/`` (the ensemble's: no model file, a signature
-naming its members), then publishes it: ``LAYOUTS`` maps a
+``signature.json`` (with the run's ``calibration`` temperature for the classifiers and the ensemble)
+and ``reports/`` (the ensemble's: no model file, a signature naming its members), then publishes it: ``LAYOUTS`` maps a
 layout name to a function ``(Exported) -> str`` (the str says where it went);
 the one layout, ``bentoml``, registers a new version in the BentoML model store
 that ``BENTOML_HOME`` points at. Triton and TF-Serving repositories are written
@@ -93,7 +93,7 @@ def _export_ensemble(run_dir: Path, run: dict, metrics: dict) -> Exported:
     """The ensemble's store entry: no model file, a signature naming its members."""
     (entry,) = store_entries(ENSEMBLE)
     out = _entry_dir(run_dir, entry)
-    signature = ensemble.signature(entry)
+    signature = {**ensemble.signature(entry), **calibration_entry(run)}
     # Filled in by register_bentoml with the versions in the store: the members it was measured with.
     metadata = {"kind": "ensemble", **_run_metadata(entry, run, metrics), "members": {name: "" for name in signature["members"]}}
     return _exported(entry, out, run_dir, run, signature, metadata)
@@ -160,8 +160,24 @@ def _export_entry(entry: StoreEntry, run_dir: Path, run: dict, metrics: dict) ->
         "labels": list(DIGIT_LABELS if entry.dataset == "mnist" else FASHION_LABELS),
         "latent_dim": None if latent is None else int(latent.shape[-1]),
         "onnx_opset": ONNX_OPSET,
+        **calibration_entry(run),
     }
     return _exported(entry, out, run_dir, run, signature, metadata_for(entry, run, metrics, diff, file_sha256(out / "model.onnx")))
+
+
+def calibration_entry(run: dict) -> dict:
+    """``{"calibration": {...}}`` for a signature: the temperature the run fitted and what it was fitted on
+    (``softmax(log p / T)``, contract.calibration); empty for a run without one (VAEs, older runs)."""
+    fitted = run.get("calibration")
+    if not fitted:
+        return {}
+    return {
+        "calibration": {
+            "temperature": float(fitted["temperature"]),
+            "method": "temperature",
+            "fitted_on": f"validation split, {int(fitted['validation_size'])} images",
+        }
+    }
 
 
 def metadata_for(entry: StoreEntry, run: dict, metrics: dict, parity_max_abs_diff: float, onnx_sha256: str) -> dict:

@@ -168,3 +168,65 @@ def test_load_rejects_out_of_range_labels(tmp_path):
     write_idx(folder / "t10k-labels-idx1-ubyte", np.full(10, 10, np.uint8))
     with pytest.raises(DataError, match="label 10 is outside 0..9"):
         load("mnist", tmp_path)
+
+
+# -- the validation split ------------------------------------------------------
+
+
+def _rows(images: np.ndarray) -> set[bytes]:
+    return {image.tobytes() for image in images}
+
+
+def test_validation_size():
+    assert data.validation_size(10_000, 0.1, 500) == 1000  # a tenth of the training images
+    assert data.validation_size(1000, 0.1, 500, spare=9000) == 500  # at least 500 where unused images allow
+    assert data.validation_size(1000, 0.1, 500) == 250  # else at most a quarter of the training images
+    assert data.validation_size(20, 0.1, 500) == 5
+    assert data.validation_size(10_000, 0.0, 500) == 0
+
+
+def test_validation_comes_from_the_images_a_limit_leaves_unused(tmp_path):
+    write_dataset(tmp_path, n_train=300)
+    split = load("mnist", tmp_path, seed=4, limit=100, validation=0.1, min_validation=50)
+    assert len(split.x_train) == 100 and len(split.x_val) == len(split.y_val) == 50
+    assert not _rows(split.x_train) & _rows(split.x_val)  # disjoint from what is trained on
+    assert not _rows(split.x_test) & _rows(split.x_val)  # and never the test set
+    # The training images are those a load without a validation split trains on.
+    assert np.array_equal(split.x_train, load("mnist", tmp_path, seed=4, limit=100).x_train)
+
+
+def test_without_a_limit_validation_comes_off_the_training_images(tmp_path):
+    write_dataset(tmp_path, n_train=400)
+    split = load("mnist", tmp_path, seed=4, validation=0.1, min_validation=50)
+    assert (len(split.x_train), len(split.x_val)) == (350, 50)
+    assert not _rows(split.x_train) & _rows(split.x_val)
+    assert _rows(split.x_train) | _rows(split.x_val) == _rows(load("mnist", tmp_path, seed=4).x_train)
+    # Images keep their labels.
+    full = load("mnist", tmp_path, seed=0)
+    labels = {image.tobytes(): label for image, label in zip(full.x_train, full.y_train)}
+    assert [labels[image.tobytes()] for image in split.x_val] == split.y_val.tolist()
+
+
+def test_validation_split_is_seeded(tmp_path):
+    write_dataset(tmp_path, n_train=300)
+    a = load("mnist", tmp_path, seed=1, limit=100, validation=0.1, min_validation=50)
+    assert np.array_equal(a.x_val, load("mnist", tmp_path, seed=1, limit=100, validation=0.1, min_validation=50).x_val)
+    assert not np.array_equal(a.x_val, load("mnist", tmp_path, seed=2, limit=100, validation=0.1, min_validation=50).x_val)
+    none = load("mnist", tmp_path, seed=1, limit=100)
+    assert none.x_val.shape == (0, 28, 28) and none.y_val.shape == (0,)
+
+
+def test_profiles_hold_out_at_least_500_shared_images(datasets_dir):
+    from training.profiles import PROFILES
+
+    for name, (train_size, validation_size) in {"default": (9000, 1000), "test": (1000, 500)}.items():
+        profile = PROFILES[name]
+        split = load(
+            "mnist",
+            datasets_dir,
+            seed=profile.seed,
+            limit=profile.limit,
+            validation=profile.validation,
+            min_validation=profile.min_validation,
+        )
+        assert (len(split.x_train), len(split.x_val)) == (train_size, validation_size)

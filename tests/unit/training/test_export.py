@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract import calibration
 from contract.artifacts import file_sha256
 from training import export as export_mod
 from training.catalog import ALL_MODELS, CLASSIFIERS, DIGIT_LABELS, ENSEMBLE, FASHION_LABELS, store_entries
@@ -35,6 +36,16 @@ LSTM_SIGNATURE = {
     "latent_dim": None,
     "onnx_opset": 17,
 }
+CALIBRATION_KEYS = {"temperature", "method", "fitted_on"}
+
+
+def without_calibration(signature: dict) -> dict:
+    """The signature less its calibration (a fitted temperature, different in every run), which it must have."""
+    rest = {k: v for k, v in signature.items() if k != "calibration"}
+    fitted = signature["calibration"]
+    assert set(fitted) == CALIBRATION_KEYS and fitted["method"] == "temperature"
+    assert isinstance(fitted["temperature"], float) and 0.05 <= fitted["temperature"] <= 20.0
+    return rest
 
 
 def session(path: Path):
@@ -68,7 +79,12 @@ def test_export_of_a_small_trained_model(small_run):
     matrix = np.array(evaluation["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == evaluation["test_size"] == 300
     assert np.trace(matrix) / 300 == pytest.approx(evaluation["test_accuracy"]) == exported.metadata["metrics"]["test_accuracy"]
-    assert exported.signature == {**LSTM_SIGNATURE, "name": "mnist-dense-rnn", "public_name": "dense-rnn"}
+    assert without_calibration(exported.signature) == {**LSTM_SIGNATURE, "name": "mnist-dense-rnn", "public_name": "dense-rnn"}
+    # The temperature the run fitted on its held-out training images (limit 512 leaves enough unused: 500).
+    run = json.loads((small_run / "run.json").read_text())
+    assert exported.signature["calibration"]["temperature"] == run["calibration"]["temperature"]
+    assert exported.signature["calibration"]["fitted_on"] == "validation split, 500 images" and run["validation_size"] == 500
+    assert np.load(small_run / "validation_probabilities.npy").shape == (500, 10)
     assert json.loads((directory / "signature.json").read_text()) == exported.signature
 
     metadata = exported.metadata
@@ -219,6 +235,10 @@ def test_stored_model_follows_the_contract(store, entry):
     assert signature["name"] == entry.store_name and signature["task"] == entry.task
     assert signature["onnx_opset"] == 17 and signature["signature_name"] == "serving_default"
     assert signature["labels"] == (DIGIT_LABELS if entry.dataset == "mnist" else FASHION_LABELS)
+    if entry.task == "classification":
+        signature = without_calibration(signature)
+    else:
+        assert "calibration" not in signature
     if entry.public_name == "lstm":
         assert signature == LSTM_SIGNATURE
 
@@ -243,7 +263,7 @@ def test_stored_model_follows_the_contract(store, entry):
 
 
 @pytest.mark.slow
-def test_stored_ensemble_is_the_mean_of_its_members(store, trained_store):
+def test_stored_ensemble_combines_its_calibrated_members(store, trained_store):
     model = store["mnist-ensemble"]
     path, metadata = Path(model["path"]), model["metadata"]
     assert not (path / "model.onnx").exists()
@@ -253,14 +273,22 @@ def test_stored_ensemble_is_the_mean_of_its_members(store, trained_store):
     members = [f"mnist-{name}" for name in CLASSIFIERS]
     assert metadata["members"] == {name: store[name]["tag"].partition(":")[2] for name in members}
     signature = json.loads((path / "signature.json").read_text())
-    assert signature["members"] == members
+    assert signature["members"] == members and signature["combine"] == "confidence-weighted"
     assert (signature["inputs"], signature["outputs"]) == (LSTM_SIGNATURE["inputs"], LSTM_SIGNATURE["outputs"])
+    without_calibration(signature)
 
-    # Its accuracy is that of the mean of the members' test probabilities, recomputed from their runs.
+    # Its accuracy is that of the members' test probabilities combined with their temperatures, recomputed
+    # from their runs; the plain mean is measured beside it.
     runs = trained_store.runs
     labels = np.load(runs / "lstm" / "test_labels.npy")
-    mean = np.mean([np.load(runs / name / "test_probabilities.npy") for name in CLASSIFIERS], axis=0)
-    assert metadata["metrics"]["test_accuracy"] == pytest.approx(float(np.mean(mean.argmax(1) == labels)))
+    temperatures = [json.loads((runs / name / "run.json").read_text())["calibration"]["temperature"] for name in CLASSIFIERS]
+    tests = [np.load(runs / name / "test_probabilities.npy") for name in CLASSIFIERS]
+    combined = calibration.combine(tests, temperatures)
+    assert metadata["metrics"]["test_accuracy"] == pytest.approx(float(np.mean(combined.argmax(1) == labels)))
     evaluation = json.loads((path / "evaluation.json").read_text())
+    mean = np.mean(tests, axis=0)
+    assert evaluation["combinations"]["mean"]["test_accuracy"] == pytest.approx(float(np.mean(mean.argmax(1) == labels)))
+    ensemble_run = json.loads((runs / ENSEMBLE / "run.json").read_text())
+    assert signature["calibration"]["temperature"] == ensemble_run["calibration"]["temperature"]
     assert np.array(evaluation["confusion_matrix"]).sum() == len(labels) == metadata["training"]["test_size"]
     assert evaluation["beats_best_member"] == (metadata["metrics"]["test_accuracy"] > max(evaluation["member_accuracy"].values()))
