@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA_DIR ?= $(abspath ../shared/datasets)
 export DATA_DIR
+# The upload benchmark's images (generated, under the ignored build/) and its scores ($(UPLOADS)-scores.json)
+UPLOADS ?= build/uploads
 # Peers for the benchmark's side-by-side (loadtests/peers/): their own venv (nvidia-pytriton's pins clash with ours)
 PEERS_VENV ?= .venv-peers
 PEERS_PY := $(PEERS_VENV)/bin/python
@@ -55,8 +57,13 @@ test: $(STAMP) $(KSERVE_STAMP) lint ## lint, then every test (unit + end-to-end;
 test-unit: $(STAMP) ## unit tests only
 	$(PY) -m pytest -q tests/unit
 
-models: $(STAMP) ## train + export + register every model (default profile)
+models: $(STAMP) $(UPLOADS)/manifest.json ## train + export + register every model (default profile), then score them on the upload benchmark
 	$(PY) -m training build --profile default --data-dir $(DATA_DIR)
+	$(PY) -m training uploads eval --uploads $(UPLOADS) --home "$${BENTOML_HOME:-$$HOME/bentoml}" --json $(UPLOADS)-scores.json
+
+# The upload benchmark (training/uploads.py): 2,000 seeded digit pictures, rewritten when its generator changes.
+$(UPLOADS)/manifest.json: training/uploads.py $(STAMP)
+	$(PY) -m training uploads make --out $(UPLOADS) --data-dir $(DATA_DIR)
 
 quick-models: $(STAMP) ## train + export + register a quick profile (minutes)
 	$(PY) -m training build --profile quick --data-dir $(DATA_DIR)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training {train,export,build} ...``."""
+"""Command line: ``python -m training {train,export,build,uploads} ...``."""
 
 from __future__ import annotations
 
@@ -95,7 +95,42 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, default=DEFAULT_RUNS, help="runs folder (default: runs/)")
     _add_layout(build)
     _add_verbosity(build)
+
+    uploads = commands.add_parser(
+        "uploads", help="the upload benchmark: generated digit pictures, and every stored classifier's score on them"
+    )
+    steps = uploads.add_subparsers(dest="step", required=True, metavar="STEP")
+    make = steps.add_parser("make", help="write N seeded uploads (PNG/JPEG) and manifest.json into --out")
+    make.add_argument("--out", type=Path, required=True, help="output folder (its old NNNNN.png|jpg are replaced)")
+    make.add_argument("--n", type=int, default=2000, help="number of images, half typeset, half MNIST test digits (default: 2000)")
+    make.add_argument("--seed", type=int, default=2025, help="random seed: the same seed writes the same bytes (default: 2025)")
+    _add_data(make)
+    evaluate = steps.add_parser("eval", help="score every stored classifier and the ensemble on an upload benchmark")
+    evaluate.add_argument("--uploads", type=Path, required=True, help="folder written by `uploads make`")
+    evaluate.add_argument("--home", type=Path, help="BentoML store (default: $BENTOML_HOME, else ~/bentoml)")
+    evaluate.add_argument("--json", type=Path, help="also write the scores as JSON here")
     return parser
+
+
+def _uploads(args: argparse.Namespace) -> int:
+    from training import uploads
+
+    if args.step == "make":
+        manifest = uploads.make_uploads(args.out, n=args.n, seed=args.seed, data_dir=args.data_dir)
+        fonts = len(manifest["fonts"])
+        print(
+            f"[uploads] {manifest['n']} images (seed {manifest['seed']}, {fonts} fonts) in {manifest['seconds']:.1f}s "
+            f"-> {args.out}/{uploads.MANIFEST}",
+            flush=True,
+        )
+        return 0
+    result = uploads.evaluate_uploads(args.uploads, args.home)
+    print(uploads.format_table(result), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"[uploads] scores in {args.json}", flush=True)
+    return 0
 
 
 def _train(args: argparse.Namespace, names: list[str], profile_name: str) -> dict[str, dict]:
@@ -160,6 +195,15 @@ def _summary(runs: Path, profile: str, exports: dict[str, dict], total: float) -
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "uploads":
+        from contract.errors import ServingError
+        from training.data import DataError
+
+        try:
+            return _uploads(args)
+        except (DataError, FileNotFoundError, ValueError, ServingError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     try:
         names = resolve_models(args.model)
     except ValueError as e:
