@@ -29,7 +29,7 @@ _DTYPE_NAMES = {
     "DT_INT32": "int32",
     "DT_INT64": "int64",
     "DT_BOOL": "bool",
-    "DT_STRING": "string",
+    "DT_STRING": "object",  # signature.json (numpy) calls a BYTES tensor so
 }
 
 

@@ -116,6 +116,9 @@ def combine(members: Sequence[np.ndarray], temperatures: Sequence[float] | None 
 # The documented reasons (README "Confidence and 'not a digit'"); "" when the answer is a digit.
 BLANK, UNIFORM, NOT_A_DIGIT, UNSURE = "blank", "uniform", "not-a-digit", "low-confidence"
 REASONS = (BLANK, UNIFORM, NOT_A_DIGIT, UNSURE)
+# An empty input: nothing drawn, or an upload in which the preprocessing found no digit (only specks,
+# frames, filled areas or lighting; contract.images.mnist_preprocess answers zeros then).
+EMPTY = "no digit found: the image is empty, or holds only specks, frames, filled areas or shading"
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def judge(pixels: np.ndarray, probabilities: np.ndarray, min_confidence: float =
         if flat[i]:
             empty = bool(scant[i] or top[i] < MIN_SPREAD)
             reason[i] = BLANK if empty else UNIFORM
-            detail[i] = "the image is empty: no digit to read" if empty else f"the image is one flat level ({top[i]:.2f}): no digit to read"
+            detail[i] = EMPTY if empty else f"the image is one flat level ({top[i]:.2f}): no digit to read"
         elif scant[i]:
             reason[i], detail[i] = BLANK, f"almost no ink ({ink[i]:.1f} of 784): no digit to read"
         elif covered[i]:

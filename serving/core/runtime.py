@@ -192,7 +192,7 @@ class ModelRuntime:
             "version": self.version,
             "version_number": self.version_number,
             "task": self.task,
-            "signature": self.signature,
+            "signature": {**self.signature, "outputs": self.served_outputs},  # as every protocol serves it
             "metrics": self.metadata.get("metrics", {}),
             "parity_max_abs_diff": self.metadata.get("parity_max_abs_diff"),
             "training": self.metadata.get("training", {}),

@@ -1,4 +1,5 @@
-"""model=ensemble on every classification route: the mean of the seven, each run through its own batcher."""
+"""model=ensemble on every classification route: the seven combined (each calibrated by its own temperature,
+weighted per image by its confidence), each run through its own batcher."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ def http(server):
         yield client
 
 
+def combined(http, answers: dict[str, np.ndarray]) -> np.ndarray:
+    """What the ensemble should answer from its members' answers: contract.calibration.combine with the
+    temperatures the members' signatures record."""
+    from contract.calibration import combine
+
+    signatures = {m["name"]: m["signature"] for m in http.get("/v1/models").json()["models"]}
+    temperatures = [signatures[name].get("calibration", {}).get("temperature", 1.0) for name in answers]
+    assert any(t != 1.0 for t in temperatures)  # training fitted them
+    return combine(list(answers.values()), temperatures)
+
+
 def probabilities(body: dict) -> np.ndarray:
     return np.array([p["probabilities"] for p in body["predictions"]], dtype=np.float32)
 
@@ -35,13 +47,14 @@ def test_the_ensemble_is_listed_with_its_measured_accuracy_and_members(http):
     assert ensemble["training"]["test_size"] == models["lstm"]["training"]["test_size"]
 
 
-def test_ensemble_equals_the_mean_of_the_seven_answers(http, server):
+def test_ensemble_combines_the_seven_answers(http, server):
     images = server.test_images[:32].tolist()
     singles = {name: probabilities(http.post("/v1/classify", json={"model": name, "images": images}).json()) for name in CLASSIFIERS}
     body = http.post("/v1/classify", json={"model": "ensemble", "images": images}).json()
     assert body["model"] == "ensemble" and "members" not in body["predictions"][0]
-    mean = np.mean(list(singles.values()), axis=0)
+    mean = combined(http, singles)
     np.testing.assert_allclose(probabilities(body), mean, atol=1e-6)
+    assert not np.allclose(mean, np.mean(list(singles.values()), axis=0), atol=1e-4)  # not the plain mean
     assert [p["label"] for p in body["predictions"]] == mean.argmax(1).tolist()
 
     with_members = http.post("/v1/classify", json={"model": "ensemble", "images": images, "members": True}).json()
@@ -72,7 +85,7 @@ def test_ensemble_on_upload_and_bulk(http, server):
     arrays = np.load(io.BytesIO(archive.content))
     assert set(arrays.files) == {"probabilities", *CLASSIFIERS}
     np.testing.assert_allclose(arrays["probabilities"], probs, atol=0)
-    np.testing.assert_allclose(np.mean([arrays[name] for name in CLASSIFIERS], axis=0), probs, atol=1e-6)
+    np.testing.assert_allclose(combined(http, {name: arrays[name] for name in CLASSIFIERS}), probs, atol=1e-6)
     json_probs = probabilities(http.post("/v1/classify", json={"model": "ensemble", "images": server.test_images[:8].tolist()}).json())
     np.testing.assert_allclose(probs[:8], json_probs, atol=1e-5)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.calibration import combine
 from contract.errors import NotFound, Overloaded
 from serving.core.engine import Engine
 from serving.core.registry import Registry
-from contract.calibration import combine
 from serving.core.runtime import EnsembleRuntime
 from serving.settings import Settings
 from tests.unit.serving.test_runtime import make_runtime
