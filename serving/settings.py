@@ -95,6 +95,20 @@ def _parse_log_level(raw: str) -> str:
     return value
 
 
+def _parse_trace_level(raw: str) -> str:
+    levels = [v.strip().upper() for v in raw.split(",") if v.strip()] or ["OFF"]
+    if any(v not in ("OFF", "TIMESTAMPS", "TENSORS") for v in levels) or ("OFF" in levels and len(set(levels)) > 1):
+        raise ValueError(f"must be OFF, or TIMESTAMPS and/or TENSORS (comma-separated), got {raw!r}")
+    return ",".join(dict.fromkeys(levels))
+
+
+def _parse_trace_url(raw: str) -> str:
+    value = raw.strip()
+    if value and not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
+        raise ValueError(f"must be an http(s) URL of an OTLP/HTTP collector, such as http://127.0.0.1:4318/v1/traces; got {raw!r}")
+    return value
+
+
 def _parse_bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -178,7 +192,7 @@ class Settings:
     restricted_api: str = _setting(
         "",
         _parse_restricted,
-        "admin API groups that need a key, as 'GROUPS:KEY=VALUE' entries separated by ';' (groups: model-repository, shared-memory, statistics), "
+        "admin API groups that need a key, as 'GROUPS:KEY=VALUE' entries separated by ';' (groups: model-repository, shared-memory, statistics, trace, logging), "
         "e.g. 'model-repository,shared-memory:admin-key=secret'; the key is an HTTP header or gRPC metadata; empty = none restricted",
     )
     state_dir: str | None = _setting(
@@ -249,6 +263,20 @@ class Settings:
     tracing: bool = _setting(
         False, _parse_bool, "keep BentoML's OpenTelemetry request spans (set an exporter in BentoML's config); off saves ~15% CPU"
     )
+    trace_url: str = _setting(
+        "",
+        _parse_trace_url,
+        "OTLP/HTTP collector the trace extension's spans go to (/v2/trace/setting), e.g. http://127.0.0.1:4318/v1/traces; empty = none (tracing stays OFF)",
+    )
+    trace_level: str = _setting(
+        "OFF", _parse_trace_level, "trace extension's level at start-up: OFF, or TIMESTAMPS and/or TENSORS (needs SERVING_TRACE_URL)"
+    )
+    trace_rate: int = _setting(
+        1000, _int(0, 2**32 - 1), "trace extension's start-up rate: one request in N is traced (per worker); 0 = none"
+    )
+    trace_count: int = _setting(
+        -1, _int(-1, 2**31 - 1), "trace extension's start-up count: traces to take for the whole server, then none; -1 = no limit"
+    )
     requests_per_connection: int = _setting(
         100,
         _int(0),
@@ -276,6 +304,8 @@ class Settings:
             raise ValueError("SERVING_TLS_CERT and SERVING_TLS_KEY: set both (TLS) or neither (plain text)")
         if settings.tls_client_ca and not settings.tls_cert:
             raise ValueError("SERVING_TLS_CLIENT_CA needs SERVING_TLS_CERT and SERVING_TLS_KEY (mutual TLS is TLS)")
+        if settings.trace_level != "OFF" and not settings.trace_url:
+            raise ValueError("SERVING_TRACE_LEVEL needs SERVING_TRACE_URL (the OpenTelemetry collector the spans go to)")
         return settings
 
     def describe(self) -> dict[str, Any]:

@@ -247,6 +247,26 @@ def hostile_http(t: Target) -> list[Hostile]:
         Hostile(c, "Content-Encoding br", post("POST", c, one, headers=[("Content-Encoding", "br")]), 415),
         Hostile(v, "gzip bomb (256 MiB of zeros)", post("POST", v, bomb, headers=[("Content-Encoding", "gzip")]), 413, "v2", heavy=True),
     ]
+    # the logging and trace extensions (settings that change the running server: each of these is refused)
+    logging_, tr, model_tr = "/v2/logging", "/v2/trace/setting", "/v2/models/{name}/trace/setting"
+    out += [
+        Hostile(logging_, "negative verbose level", post("POST", logging_, b'{"log_verbose_level": -1}'), 400, "v2"),
+        Hostile(logging_, "log_info as a string", post("POST", logging_, b'{"log_info": "yes"}'), 400, "v2"),
+        Hostile(logging_, "a log file path", post("POST", logging_, b'{"log_file": "/etc/passwd"}'), 400, "v2"),
+        Hostile(logging_, "unknown format", post("POST", logging_, b'{"log_format": "xml"}'), 400, "v2"),
+        Hostile(logging_, "unknown setting", post("POST", logging_, b'{"log_level": "DEBUG"}'), 400, "v2"),
+        Hostile(logging_, "not an object", post("POST", logging_, b"[1, 2]"), 400, "v2"),
+        Hostile(logging_, "not JSON", post("POST", logging_, b"{log"), 400, "v2"),
+        Hostile(tr, "unknown level", post("POST", tr, b'{"trace_level": ["ALL"]}'), 400, "v2"),
+        Hostile(tr, "OFF with another level", post("POST", tr, b'{"trace_level": ["OFF", "TIMESTAMPS"]}'), 400, "v2"),
+        Hostile(tr, "rate not a number", post("POST", tr, b'{"trace_rate": "often"}'), 400, "v2"),
+        Hostile(tr, "count below -1", post("POST", tr, b'{"trace_count": "-5"}'), 400, "v2"),
+        Hostile(tr, "a trace file path", post("POST", tr, b'{"trace_file": "/etc/passwd"}'), 400, "v2"),
+        Hostile(tr, "another collector url", post("POST", tr, b'{"url": "http://10.0.0.1:4318/v1/traces"}'), 400, "v2"),
+        Hostile(tr, "5,000-digit rate", post("POST", tr, b'{"trace_rate": "' + b"9" * 5000 + b'"}'), 400, "v2"),
+        Hostile(model_tr, "unknown model", post("POST", "/v2/models/no-such-model/trace/setting", b"{}"), 404, "v2"),
+        Hostile(model_tr, "10 KB model name", post("GET", "/v2/models/" + "m" * 10_000 + "/trace/setting", content_type=None), 404, "v2"),
+    ]
     return out
 
 
@@ -367,6 +387,27 @@ def hostile_grpc(t: Target) -> list[tuple[str, str, bytes, str, bool]]:
             False,
         ),
         ("input in an unknown region", infer, _shm_infer(v2pb), "NOT_FOUND", False),
+        (
+            "LogSettings, log_info as a string",
+            "/inference.GRPCInferenceService/LogSettings",
+            v2pb.LogSettingsRequest(settings={"log_info": v2pb.LogSettingsRequest.SettingValue(string_param="yes")}).SerializeToString(),
+            "INVALID_ARGUMENT",
+            False,
+        ),
+        (
+            "TraceSetting, two rates",
+            "/inference.GRPCInferenceService/TraceSetting",
+            v2pb.TraceSettingRequest(settings={"trace_rate": v2pb.TraceSettingRequest.SettingValue(value=["1", "2"])}).SerializeToString(),
+            "INVALID_ARGUMENT",
+            False,
+        ),
+        (
+            "TraceSetting, unknown model",
+            "/inference.GRPCInferenceService/TraceSetting",
+            v2pb.TraceSettingRequest(model_name="no-such-model").SerializeToString(),
+            "NOT_FOUND",
+            False,
+        ),
         (
             "RepositoryModelLoad, control off",
             "/inference.GRPCInferenceService/RepositoryModelLoad",

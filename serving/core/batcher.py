@@ -16,7 +16,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -30,11 +32,23 @@ BatchObserver = Callable[[list[float], Phases, int], None]
 DepthObserver = Callable[[int], None]
 
 
+class TracedRequest(Protocol):
+    """A request the trace extension samples (serving.core.trace.Trace): told its batch's times."""
+
+    def batched(self, model: str, enqueued: float, started: float, phases: Phases, rows: int) -> None: ...
+
+
+# The sampled request a submit is for, set by the data plane around its call to the engine (a context
+# variable: the engine's signature stays as it is, and an ensemble's member tasks inherit it).
+CURRENT_TRACE: ContextVar[TracedRequest | None] = ContextVar("serving_trace", default=None)
+
+
 @dataclass(eq=False)
 class _Pending:
     rows: np.ndarray
     future: asyncio.Future[list[np.ndarray]]
     enqueued: float = field(default_factory=time.perf_counter)
+    trace: TracedRequest | None = None
 
 
 class Batcher:
@@ -82,7 +96,7 @@ class Batcher:
             self._wake = asyncio.Event()
             self._worker = loop.create_task(self._serve(), name=f"batcher-{self.name}")
         assert self._wake is not None
-        item = _Pending(rows, loop.create_future())
+        item = _Pending(rows, loop.create_future(), trace=CURRENT_TRACE.get())
         self._queue.append(item)
         self._depth_changed()
         self._wake.set()
@@ -116,8 +130,12 @@ class Batcher:
                 phases = await self._compute(loop, batch)
             finally:
                 self._computing = False
-            if self._on_batch is not None and phases is not None:
-                self._on_batch([started - p.enqueued for p in batch], phases, rows)
+            if phases is not None:
+                if self._on_batch is not None:
+                    self._on_batch([started - p.enqueued for p in batch], phases, rows)
+                for p in batch:  # the same timings, for the requests the trace extension sampled
+                    if p.trace is not None:
+                        p.trace.batched(self.name, p.enqueued, started, phases, rows)
 
     async def _compute(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> Phases | None:
         """Run one merged call and hand each request its rows (the call's phases; None when it failed);

@@ -5,8 +5,9 @@ A front hands over an :class:`~serving.core.request.InferRequest`; the data plan
 rules of :mod:`serving.core.rules` (from the model's signature and kind), checks the outputs and
 parameters asked for, runs the request on the engine (the model's shared batches, or the direct
 path for bulk) and returns an :class:`~serving.core.request.InferResponse`. Triton's classification
-extension is computed here too, so every protocol that offers it answers alike. Nothing here knows
-a wire format.
+extension is computed here too, so every protocol that offers it answers alike, and so are the
+sampling of the trace extension (:mod:`serving.core.trace`) and the settings of the logging
+extension (:mod:`serving.core.logs`). Nothing here knows a wire format.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import numpy as np
 from contract.errors import Forbidden, InvalidInput, ModelNotFound, ServingError
 
 from . import statistics, verdict
+from .batcher import CURRENT_TRACE
 from .engine import Engine
 from .kinds import ModelKind
 from .lifecycle import Lifecycle, default_state_dir
+from .logs import LogSettings
 from .request import InferRequest, InferResponse, Output
 from .rules import check_header, rows
 from .runtime import ModelRuntime
 from .shm import SystemSharedMemory
+from .trace import Front, Trace, Tracer
 
 
 class DataPlane:
@@ -38,6 +42,8 @@ class DataPlane:
         self.lifecycle = lifecycle  # None: a fixed set of models (tests, benchmarks): no control API
         state_dir = Path(self.settings.state_dir) if self.settings.state_dir else default_state_dir()
         self.shared_memory = SystemSharedMemory(state_dir)  # Triton's system shared memory, for every worker
+        self.tracer = Tracer(state_dir, self.settings)  # Triton's trace extension, for every worker
+        self.logs = LogSettings(state_dir, self.settings.log_level)  # Triton's logging extension, for every worker
 
     def control(self, change: bool = False) -> Lifecycle:
         """The model lifecycle, for the control API (Triton's repository extension, labels).
@@ -92,9 +98,13 @@ class DataPlane:
     def prepare(self, request: InferRequest) -> tuple[ModelRuntime, np.ndarray, list[Output]]:
         """Resolve and check everything (no model runs yet): the model, its float32 rows, the outputs to answer."""
         rt = self.model(request.model, request.version, request.kind)
+        return (rt, *self.checked(rt, request))
+
+    def checked(self, rt: ModelRuntime, request: InferRequest) -> tuple[np.ndarray, list[Output]]:
+        """:meth:`check`, counting a refusal in the statistics extension."""
         started = time.perf_counter()
         try:
-            return (rt, *self.check(rt, request))
+            return self.check(rt, request)
         except ServingError:
             self.engine.observe_request(rt, False, time.perf_counter() - started)
             raise
@@ -124,25 +134,57 @@ class DataPlane:
                 )
         return requested
 
-    async def infer(self, request: InferRequest) -> InferResponse:
-        """Resolve, check and compute one request."""
+    async def infer(self, request: InferRequest, front: Front | None = None) -> InferResponse:
+        """Resolve, check and compute one request. ``front``: the front's record of its arrival while
+        tracing is on (it finishes the trace once its answer is encoded); without one, a sampled
+        request's trace starts and ends here."""
+        if self.tracer.active:
+            return await self.traced(request, front)
         rt, batch, wanted = self.prepare(request)
         return await self.run(request, rt, batch, wanted)
 
-    async def run(self, request: InferRequest, rt: ModelRuntime, batch: np.ndarray, wanted: list[Output]) -> InferResponse:
+    async def traced(self, request: InferRequest, front: Front | None) -> InferResponse:
+        """:meth:`infer` while the trace extension is on: the same, with the phases' times when sampled."""
+        own = front is None
+        arrived = Front("") if front is None else front
+        rt = self.model(request.model, request.version, request.kind)
+        trace = self.tracer.sample(rt, request, arrived)
+        if trace is None:
+            return await self.run(request, rt, *self.checked(rt, request))
+        token = CURRENT_TRACE.set(trace)  # the batcher hands this request's batch times to its trace
+        try:
+            batch, wanted = self.checked(rt, request)
+            trace.checked(len(batch))
+            response = await self.run(request, rt, batch, wanted, trace)
+            trace.answer(response)
+        except BaseException as e:
+            trace.finish(e)
+            raise
+        finally:
+            CURRENT_TRACE.reset(token)
+        if own:
+            trace.finish()
+        return response
+
+    async def run(
+        self, request: InferRequest, rt: ModelRuntime, batch: np.ndarray, wanted: list[Output], trace: Trace | None = None
+    ) -> InferResponse:
         """Compute a prepared request: batched with others, or on the direct path when it is bulk."""
         started = time.perf_counter()
         try:
-            response = await self._run(request, rt, batch, wanted)
+            response = await self._run(request, rt, batch, wanted, trace)
         except Exception:
             self.engine.observe_request(rt, False, time.perf_counter() - started)
             raise
         self.engine.observe_request(rt, True, time.perf_counter() - started)
         return response
 
-    async def _run(self, request: InferRequest, rt: ModelRuntime, batch: np.ndarray, wanted: list[Output]) -> InferResponse:
+    async def _run(
+        self, request: InferRequest, rt: ModelRuntime, batch: np.ndarray, wanted: list[Output], trace: Trace | None
+    ) -> InferResponse:
         engine = self.engine
         members = None
+        direct = time.perf_counter() if trace is not None and request.bulk else 0.0  # the direct path has no batcher to time it
         if request.members:
             if request.bulk:
                 probs, members = await engine.infer_direct_members(rt, batch)  # type: ignore[arg-type]  # has_members: an ensemble
@@ -153,6 +195,8 @@ class DataPlane:
             arrays = {rt.output_names[0]: await engine.infer_direct(rt, batch)}
         else:
             arrays = dict(zip(rt.output_names, await engine.infer(rt, batch)))
+        if trace is not None and request.bulk:
+            trace.computed(direct)
         judgement = None
         # Bulk answers are the probabilities alone (one N x 10 array), so no verdict is computed for them.
         if rt.kind.classifies and not request.bulk and any(o.name in verdict.NAMES for o in wanted):

@@ -4,8 +4,10 @@ group of endpoints answers only requests that carry a configured key, as an HTTP
 ``SERVING_RESTRICTED_API`` lists ``GROUPS:KEY=VALUE`` entries separated by ``;``, for HTTP and gRPC at
 once, e.g. ``model-repository,shared-memory:admin-key=s3cret;statistics:stats-key=other``. Groups:
 ``model-repository`` (``/v2/repository/...``, label changes, gRPC ``Repository*``), ``shared-memory``
-(``/v2/*sharedmemory/...``, gRPC ``*SharedMemory*``) and ``statistics`` (``.../stats``, gRPC
-``ModelStatistics``). Inference, health and metadata stay open. Empty (the default): nothing is restricted.
+(``/v2/*sharedmemory/...``, gRPC ``*SharedMemory*``), ``statistics`` (``.../stats``, gRPC
+``ModelStatistics``), ``trace`` (``/v2[/models/{name}]/trace/setting``, gRPC ``TraceSetting``) and
+``logging`` (``/v2/logging``, gRPC ``LogSettings``): Triton's restricted categories. Inference, health
+and metadata stay open. Empty (the default): nothing is restricted.
 A request without the key, or with another value, is a 403 / PERMISSION_DENIED that names the header.
 """
 
@@ -22,7 +24,7 @@ from contract.errors import Forbidden
 
 from .middleware import Scope, send_error
 
-GROUPS = ("model-repository", "shared-memory", "statistics")
+GROUPS = ("model-repository", "shared-memory", "statistics", "trace", "logging")
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -71,6 +73,10 @@ def http_group(method: str, path: str) -> str | None:
         return "shared-memory"
     if path.startswith("/v2/models/") and path.rstrip("/").endswith("/stats"):
         return "statistics"
+    if path.startswith("/v2/") and path.rstrip("/").endswith("/trace/setting"):
+        return "trace"
+    if path.rstrip("/") == "/v2/logging":
+        return "logging"
     return None
 
 
@@ -82,6 +88,10 @@ def grpc_group(method: str) -> str | None:
         return "shared-memory"
     if method == "ModelStatistics":
         return "statistics"
+    if method == "TraceSetting":
+        return "trace"
+    if method == "LogSettings":
+        return "logging"
     return None
 
 

@@ -509,6 +509,12 @@ EXPECT: list[Expect] = [
     Expect(r"/v2/models/lstm/stats", json_answer(v2_stats)),
     Expect(r"/v2/models/stats +# 403", error_naming("stats-key")),
     Expect(r"/v2/models/stats -H 'stats-key: ", json_answer(v2_stats)),
+    Expect(
+        r"trace/setting -d '\{\"trace_level\": \[\"TIMESTAMPS", says('"trace_mode":"opentelemetry"', '"TIMESTAMPS"', '"trace_rate":"100"')
+    ),
+    Expect(r"/v2/logging -d '\{\"log_verbose_level\": -1", error_naming("log_verbose_level")),
+    Expect(r"trace/setting -d '\{\"trace_level\": \[\"OFF", says('"trace_level":["OFF"]')),
+    Expect(r"update_log_settings", says("{'value': ['5']}", "False", "'log_info': True")),
     # the control API
     Expect(r"/v2/repository/index", json_answer(repository_index)),
     Expect(r"/v2/repository/models/mnist-lstm/(load|unload)", json_answer(empty_object)),

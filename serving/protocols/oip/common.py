@@ -26,7 +26,16 @@ from serving.protocols import codec
 SERVER_NAME = "digits"
 PLATFORM = triton.PLATFORM
 # Extensions of the protocol this server implements (Triton's names, as ServerMetadata lists them).
-EXTENSIONS = ("binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics", "system_shared_memory")
+EXTENSIONS = (
+    "binary_tensor_data",
+    "classification",
+    "logging",
+    "model_configuration",
+    "model_repository",
+    "statistics",
+    "system_shared_memory",
+    "trace",
+)
 
 
 def server_metadata() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from contract import triton
 from contract.errors import InvalidInput, NotFound, Unimplemented
 from contract.protos.inference import grpc_service_pb2 as pb
 from serving.core.dataplane import DataPlane
-from serving.core.request import InferRequest, Output, Tensor
+from serving.core.request import InferRequest, InferResponse, Output, Tensor
 from serving.core.runtime import ModelRuntime
 from serving.transport.grpc import guarded_handler, guarded_stream_handler, unimplemented_handler
 from serving.transport.restricted import Restricted, guard_grpc
@@ -89,8 +89,9 @@ class InferenceServicer:
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> Any:
         return await self.infer(request)
 
-    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def infer(self, request: pb.ModelInferRequest, protocol: str = "v2-grpc") -> pb.ModelInferResponse:
         """One inference, for ModelInfer and each request of ModelStreamInfer."""
+        front = self.plane.tracer.front(protocol)  # None unless the trace extension is on
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
             raise InvalidInput(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs")
@@ -114,8 +115,19 @@ class InferenceServicer:
             tensors.append(Tensor(tensor.name, tensor.datatype, tuple(tensor.shape), np.asarray(values)))
         outputs = [_requested(o) for o in request.outputs] or None
         answer = await self.plane.infer(
-            InferRequest(tensors, request.model_name, request.model_version or None, outputs=outputs, id=request.id)
+            InferRequest(tensors, request.model_name, request.model_version or None, outputs=outputs, id=request.id), front
         )
+        if front is None:
+            return self.encode(request, answer)
+        try:
+            response = self.encode(request, answer)
+        except Exception as e:
+            front.finish(e)
+            raise
+        front.finish()
+        return response
+
+    def encode(self, request: pb.ModelInferRequest, answer: InferResponse) -> pb.ModelInferResponse:
         rt = answer.model
         response = pb.ModelInferResponse(model_name=rt.store_name, model_version=str(rt.version_number), id=request.id)
         shared = {o.name: target for o in request.outputs if (target := v2.shm_output(_values(o.parameters), o.name))}
@@ -137,7 +149,7 @@ class InferenceServicer:
         return response
 
     async def stream_answer(self, request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
-        return pb.ModelStreamInferResponse(infer_response=await self.infer(request))
+        return pb.ModelStreamInferResponse(infer_response=await self.infer(request, "v2-grpc-stream"))
 
     @staticmethod
     def stream_error(request: pb.ModelInferRequest | None, message: str) -> pb.ModelStreamInferResponse:
@@ -190,6 +202,28 @@ class InferenceServicer:
         await self.plane.control(change=True).unload(request.model_name, _version_parameter(request.parameters))
         return pb.RepositoryModelUnloadResponse()
 
+    async def TraceSetting(self, request: pb.TraceSettingRequest, context: grpc.aio.ServicerContext) -> Any:
+        tracer = self.plane.tracer
+        model = self.plane.model(request.model_name).store_name if request.model_name else None
+        answer = tracer.update(_trace_values(request.settings), model) if request.settings else tracer.current(model)
+        response = pb.TraceSettingResponse()
+        for key, value in answer.items():
+            response.settings[key].value.extend(value if isinstance(value, list) else [value])
+        return response
+
+    async def LogSettings(self, request: pb.LogSettingsRequest, context: grpc.aio.ServicerContext) -> Any:
+        logs = self.plane.logs
+        answer = logs.update({key: _one_value(v) for key, v in request.settings.items()}) if request.settings else logs.current()
+        response = pb.LogSettingsResponse()
+        for key, value in answer.items():
+            if isinstance(value, bool):
+                response.settings[key].bool_param = value
+            elif isinstance(value, int):
+                response.settings[key].uint32_param = value
+            else:
+                response.settings[key].string_param = str(value)
+        return response
+
     def handlers(self) -> grpc.GenericRpcHandler:
         """Method handlers: requests parsed here (undecodable bytes are INVALID_ARGUMENT); the rest UNIMPLEMENTED."""
         implemented = {
@@ -209,6 +243,8 @@ class InferenceServicer:
             "RepositoryIndex": pb.RepositoryIndexRequest,
             "RepositoryModelLoad": pb.RepositoryModelLoadRequest,
             "RepositoryModelUnload": pb.RepositoryModelUnloadRequest,
+            "TraceSetting": pb.TraceSettingRequest,
+            "LogSettings": pb.LogSettingsRequest,
         }
         restricted = Restricted.parse(self.plane.settings.restricted_api)
         table = {name: guarded_handler(guard_grpc(restricted, name, getattr(self, name)), cls) for name, cls in implemented.items()}
@@ -229,6 +265,29 @@ def _values(parameters: Any) -> dict[str, Any]:
         which = value.WhichOneof("parameter_choice")
         if which is not None:
             out[key] = getattr(value, which)
+    return out
+
+
+def _one_value(value: Any) -> Any:
+    """A ``SettingValue`` (bool, uint32 or string) as a plain value; None when it holds none."""
+    which = value.WhichOneof("parameter_choice")
+    return None if which is None else getattr(value, which)
+
+
+def _trace_values(settings: Any) -> dict[str, Any]:
+    """Triton's gRPC trace settings (lists of strings) as the data plane takes them: an empty list
+    clears a setting, ``trace_level`` stays a list, every other setting takes one value."""
+    out: dict[str, Any] = {}
+    for key, setting in settings.items():
+        values = list(setting.value)
+        if not values:
+            out[key] = None
+        elif key == "trace_level":
+            out[key] = values
+        elif len(values) == 1:
+            out[key] = values[0]
+        else:
+            raise InvalidInput(f"trace setting {key[:60]!r} takes one value, got {len(values)}")
     return out
 
 

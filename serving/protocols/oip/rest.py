@@ -5,6 +5,8 @@ tensors or the binary tensor data extension as Triton implements it: a request b
 starts with ``Inference-Header-Content-Length`` bytes of JSON followed by the inputs'
 raw bytes (``parameters.binary_data_size`` each, in input order), and outputs returned the
 same way when ``binary_data_output`` (or an output's ``binary_data``) asks for it.
+Triton's extensions: model repository, statistics, system shared memory, trace settings
+(``/trace/setting``) and log settings (``/logging``), each decided in the data plane.
 Errors are the protocol's ``{"error": message}`` with the service's status table.
 """
 
@@ -239,6 +241,62 @@ async def cuda_shm_register(region: str) -> Response:
     raise Unimplemented("CUDA shared memory is not offered by this server (it serves on CPU); use system shared memory")
 
 
+# ---------------------------------------------------------------- trace and logging (Triton's extensions)
+
+
+async def _settings_body(request: Request) -> Any:
+    """A settings POST's JSON object (an empty body changes nothing). Parsed here rather than by FastAPI:
+    Triton's clients send JSON without a JSON content type."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    body_type(request, (JSON_TYPE,), raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"the settings are not valid JSON ({str(e)[:200]}); send a JSON object") from None
+
+
+_SETTINGS_DOC = {"requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}}}
+_TRACE_SUMMARY = (
+    "trace_level, trace_rate, trace_count and log_frequency; the OpenTelemetry collector's url and the others are fixed at start-up"
+)
+
+
+@api.get("/trace/setting", summary="Triton's trace extension: the server's trace settings")
+@api.get("/models/{name}/trace/setting", summary="The trace settings a model's requests follow")
+async def trace_settings(request: Request, name: str = "") -> Response:
+    dataplane = plane(request)
+    return JSON(dataplane.tracer.current(dataplane.model(name).store_name if name else None))
+
+
+@api.post("/trace/setting", summary=f"Change the server's trace settings ({_TRACE_SUMMARY})", openapi_extra=_SETTINGS_DOC)
+@api.post(
+    "/models/{name}/trace/setting",
+    summary="Change one model's trace settings (null: follow the server's again)",
+    openapi_extra=_SETTINGS_DOC,
+)
+async def update_trace_settings(request: Request, name: str = "") -> Response:
+    dataplane = plane(request)
+    model = dataplane.model(name).store_name if name else None
+    return JSON(dataplane.tracer.update(await _settings_body(request), model))
+
+
+@api.get("/logging", summary="Triton's logging extension: the log settings")
+async def log_settings(request: Request) -> Response:
+    return JSON(plane(request).logs.current())
+
+
+@api.post(
+    "/logging",
+    summary="Change the log settings (log_info, log_warning, log_error, log_verbose_level, log_format)",
+    openapi_extra=_SETTINGS_DOC,
+)
+async def update_log_settings(request: Request) -> Response:
+    dataplane = plane(request)
+    return JSON(dataplane.logs.update(await _settings_body(request)))
+
+
 # ---------------------------------------------------------------- infer
 
 _INFER_DOC = {
@@ -267,6 +325,7 @@ _INFER_DOC = {
 @api.post("/models/{name}/versions/{version}/infer", summary="Inference on one version", openapi_extra=_INFER_DOC)
 async def infer(request: Request, name: ModelName, version: str | None = None) -> Response:
     dataplane = plane(request)
+    front = dataplane.tracer.front("v2-rest")  # None unless the trace extension is on
     rt = _model(request, name, version)
     body = await request.body()
     body_type(request, (JSON_TYPE, NPY_TYPE), body)  # the binary extension is told by its header, not the type
@@ -300,8 +359,16 @@ async def infer(request: Request, name: ModelName, version: str | None = None) -
         raise InvalidInput(f"{len(binary) - offset} bytes follow the JSON header that no input's binary_data_size declares")
     outputs = [_requested(o) for o in req.outputs] if req.outputs else None
     infer_request = InferRequest(tensors, rt.store_name, rt.version, outputs=outputs, id=req.id)
-    answer = await until_disconnect(request, dataplane.infer(infer_request))
-    return _response(dataplane, answer, req)
+    answer = await until_disconnect(request, dataplane.infer(infer_request, front))
+    if front is None:
+        return _response(dataplane, answer, req)
+    try:
+        response = _response(dataplane, answer, req)
+    except Exception as e:
+        front.finish(e)
+        raise
+    front.finish()
+    return response
 
 
 def _split_body(body: bytes, declared: str | None) -> tuple[bytes, bytes]:

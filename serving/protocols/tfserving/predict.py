@@ -34,14 +34,17 @@ class PredictionServicer:
         self.plane = plane
 
     async def Predict(self, request: predict_pb2.PredictRequest, context: grpc.aio.ServicerContext) -> Any:
+        front = self.plane.tracer.front("tfserving")  # None unless the trace extension is on
         model, version = self._model_ref(request.model_spec)
         inputs = [_tensor(name, proto) for name, proto in request.inputs.items()]
         wanted = [Output(name) for name in request.output_filter] or None
-        answer = await self.plane.infer(InferRequest(inputs, model, version, outputs=wanted))
+        answer = await self.plane.infer(InferRequest(inputs, model, version, outputs=wanted), front)
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, answer.model)
         for name, arr in answer.outputs.items():
             response.outputs[name].CopyFrom(tensors.array_to_tensor_proto(arr))
+        if front is not None:
+            front.finish()
         return response
 
     async def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.aio.ServicerContext) -> Any:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from contract.errors import InvalidInput
 from serving.core.kinds import Classifier
 from serving.core.request import InferRequest, InferResponse, Tensor, one_of, version_text
+from serving.core.trace import Front
 from serving.protocols import codec
 from serving.transport.http import JSON, MULTIPART_TYPE, NPY_TYPE, body_type, plane, read_json, until_disconnect
 
@@ -94,8 +95,11 @@ def classification(answer: InferResponse) -> Response:
     return JSON({"model": rt.public_name, "version": rt.version, "predictions": predictions})
 
 
-async def answer(request: Request, infer: InferRequest) -> Response:
-    return classification(await until_disconnect(request, plane(request).infer(infer)))
+async def answer(request: Request, infer: InferRequest, front: Front | None) -> Response:
+    response = classification(await until_disconnect(request, plane(request).infer(infer, front)))
+    if front is not None:  # the trace extension's response phase ends with the encoded answer
+        front.finish()
+    return response
 
 
 @router.post(
@@ -103,6 +107,7 @@ async def answer(request: Request, infer: InferRequest) -> Response:
 )
 async def classify(request: Request, model: ModelQuery = None, version: VersionQuery = None) -> Response:
     dataplane = plane(request)
+    front = dataplane.tracer.front("v1")  # None unless the trace extension is on
     body = await read_json(request, ClassifyRequest, image_counts(dataplane.settings.max_images_per_request))
     infer = InferRequest(
         [pixels_json(body.images)],
@@ -111,7 +116,7 @@ async def classify(request: Request, model: ModelQuery = None, version: VersionQ
         Classifier,
         members=body.members,
     )
-    return await answer(request, infer)
+    return await answer(request, infer, front)
 
 
 UPLOAD_BODY = {
@@ -149,13 +154,14 @@ async def classify_image(
     version: VersionQuery = None,
     members: MembersQuery = False,
 ) -> Response:
+    front = plane(request).tracer.front("v1")  # None unless the trace extension is on
     body_type(request, (MULTIPART_TYPE,))
     picture, form = await read_upload(request)
     model_form = form.get("model")
     if model_form is not None and not isinstance(model_form, str):
         raise InvalidInput("the multipart field 'model' must be text, not a file")
     pixels = await upload_tensor(picture, plane(request).settings.max_image_pixels)
-    return await answer(request, InferRequest([pixels], one_of("model", model, model_form), version, Classifier, members=members))
+    return await answer(request, InferRequest([pixels], one_of("model", model, model_form), version, Classifier, members=members), front)
 
 
 @router.post(
@@ -185,10 +191,13 @@ async def classify_batch(
     request: Request, model: ModelQuery = None, members: MembersQuery = False, version: VersionQuery = None
 ) -> Response:
     dataplane = plane(request)
+    front = dataplane.tracer.front("v1")  # None unless the trace extension is on
     body = await request.body()
     body_type(request, (NPY_TYPE,), body)
     tensor: Tensor = npy_tensor(body, dataplane.settings.max_body_bytes)
-    result = await dataplane.infer(InferRequest([tensor], model, version, Classifier, members=members, bulk=True))
+    result = await dataplane.infer(InferRequest([tensor], model, version, Classifier, members=members, bulk=True), front)
+    if front is not None:  # the .npy answer is made below; its encoding is not timed
+        front.finish()
     rt = result.model
     probs: np.ndarray = result.outputs[rt.output_names[0]]
     if result.members is not None:
