@@ -88,6 +88,16 @@ def _parse_providers(raw: str) -> str:
     return ",".join(tokens)
 
 
+GRPC_COMPRESSIONS = ("none", "gzip", "deflate")
+
+
+def _parse_grpc_compression(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in GRPC_COMPRESSIONS:
+        raise ValueError(f"must be one of {', '.join(GRPC_COMPRESSIONS)}, got {raw!r}")
+    return value
+
+
 def _parse_log_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in LOG_LEVELS:
@@ -239,6 +249,11 @@ class Settings:
         32, _int(0), "manifold PNGs kept in memory (LRU; 0 = off); the default 30x30 grid is rendered at start-up"
     )
     grpc_max_message_bytes: int = _setting(16 * MiB, _parse_bytes, "largest gRPC message, both directions")
+    grpc_response_compression: str = _setting(
+        "none",
+        _parse_grpc_compression,
+        "gRPC answers compressed with none, gzip or deflate (Triton's --grpc-infer-response-compression-level); requests in either are always taken",
+    )
     drain_delay_s: float = _setting(
         5.0,
         _float(0.0),

@@ -149,6 +149,10 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+# SERVING_GRPC_RESPONSE_COMPRESSION -> what grpc compresses every answer with (requests: whatever the client sent).
+COMPRESSIONS = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+
+
 class GrpcServer:
     """The worker's grpc.aio server: the given services + health + reflection on one port."""
 
@@ -170,6 +174,7 @@ class GrpcServer:
                 ("grpc.max_send_message_length", limit),
                 ("grpc.so_reuseport", 1),  # every worker binds the port; the kernel spreads connections
             ],
+            compression=COMPRESSIONS[self.settings.grpc_response_compression],
         )
         server.add_generic_rpc_handlers(self.handlers)
         self.health = _health_servicer(health, self.services)

@@ -152,3 +152,10 @@ def test_tls_settings_come_together(env, words):
         Settings.from_env(env)
     both = Settings.from_env({"SERVING_TLS_CERT": "c.pem", "SERVING_TLS_KEY": "k.pem", "SERVING_TLS_CLIENT_CA": "ca.pem"})
     assert (both.tls_cert, both.tls_key, both.tls_client_ca) == ("c.pem", "k.pem", "ca.pem")
+
+
+def test_grpc_response_compression_is_one_of_grpcs_algorithms():
+    assert Settings.from_env({}).grpc_response_compression == "none"
+    assert Settings.from_env({"SERVING_GRPC_RESPONSE_COMPRESSION": " GZIP "}).grpc_response_compression == "gzip"
+    with pytest.raises(ValueError, match="none, gzip, deflate"):
+        Settings.from_env({"SERVING_GRPC_RESPONSE_COMPRESSION": "br"})
