@@ -135,11 +135,9 @@ def test_eval_without_a_benchmark_says_how_to_make_one(tmp_path, capsys) -> None
     assert "uploads make --out" in capsys.readouterr().err
 
 
-def test_eval_scores_every_stored_classifier_and_the_ensemble(made, tmp_path) -> None:
-    reuse = os.environ.get("TEST_STORE")
-    home = Path(reuse) / "bentoml" if reuse else None
-    if home is None or not (home / "models").is_dir():
-        pytest.skip("needs a trained store: TEST_STORE=DIR with DIR/bentoml (tests/conftest.py's trained_store)")
+@pytest.mark.slow
+def test_eval_scores_every_stored_classifier_and_the_ensemble(made, tmp_path, trained_store) -> None:
+    home = trained_store.home  # the session's tiny store (tests/conftest.py), built once for every test that needs it
     out, _ = made
     scores = tmp_path / "scores.json"
     command = [sys.executable, "-m", "training", "uploads", "eval", "--uploads", str(out), "--home", str(home), "--json", str(scores)]
