@@ -202,6 +202,7 @@ class GRPCClient(Client):
             chunk = np.ascontiguousarray(array[rows])
             request = self._request(store)
             request.inputs[input_name].CopyFrom(array_to_tensor_proto(chunk))
+            request.output_filter.extend(output_names)  # what to answer (a classifier's verdict only when named)
             response = self._call(self._stub().Predict, request)
             missing = [name for name in output_names if name not in response.outputs]
             if missing:

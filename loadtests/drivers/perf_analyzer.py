@@ -145,7 +145,10 @@ def run(
     with tempfile.TemporaryDirectory(prefix="perf-analyzer-") as tmp:
         out = os.path.join(tmp, "result.csv")
         argv = command(mode, http, grpc, model, concurrency, measurement_ms, out, shape, stability_percent, max_trials)
-        done = subprocess.run(argv, capture_output=True, text=True, env=environment(), timeout=timeout_s, check=False)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, env=environment(), timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired as e:  # a server that stops answering: a failed run, not a crashed benchmark
+            raise PerfAnalyzerFailed(f"perf_analyzer {mode} gave no result within {timeout_s:.0f} s (killed)") from e
         if done.returncode != 0 or not os.path.exists(out):
             raise PerfAnalyzerFailed(f"perf_analyzer {mode} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
         with open(out, newline="") as f:

@@ -118,12 +118,12 @@ class DataPlane:
         batch = rows(rt, tensor, full)
         if request.members and not rt.kind.has_members:
             raise InvalidInput(f"members=true asks for each member's answer; it needs model=ensemble, not {rt.public_name!r}")
-        return batch, self.outputs(rt, request.outputs)
+        return batch, self.outputs(rt, request.outputs, request.verdict)
 
-    def outputs(self, rt: ModelRuntime, requested: list[Output] | None) -> list[Output]:
+    def outputs(self, rt: ModelRuntime, requested: list[Output] | None, verdict_too: bool = False) -> list[Output]:
         known = [o["name"] for o in rt.served_outputs]
-        if not requested:
-            return [Output(n) for n in known]
+        if not requested:  # the model's own outputs, and the verdict's where the front asks for it
+            return [Output(n) for n in (known if verdict_too else rt.output_names)]
         unknown = [o.name[:100] for o in requested if o.name not in known]
         if unknown:
             raise InvalidInput(f"model {rt.store_name} has no output(s) {unknown}; its outputs are {known}")

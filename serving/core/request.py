@@ -98,6 +98,9 @@ class InferRequest:
     members: bool = False  # an ensemble's answer with each member's
     bulk: bool = False  # a request that already is a batch: the bulk row limit, the direct path
     id: str | None = None
+    # with no outputs named: a classifier's verdict (confidence, digit, reason) too. /v1 always asks; v2 and
+    # TF Serving answer it when a request names those outputs (their metadata lists the model's own tensors).
+    verdict: bool = False
 
 
 @dataclass

@@ -110,8 +110,8 @@ class ModelRuntime:
 
     @property
     def served_outputs(self) -> list[dict[str, Any]]:
-        """The outputs every protocol offers: the model's own, then for a classifier the verdict's
-        (``confidence``, ``digit``, ``reason``: :mod:`serving.core.verdict`)."""
+        """The outputs a request may name: the model's own, then for a classifier the verdict's
+        (``confidence``, ``digit``, ``reason``: :mod:`serving.core.verdict`), answered when named."""
         from .verdict import outputs_of
 
         return outputs_of(self)
@@ -192,7 +192,7 @@ class ModelRuntime:
             "version": self.version,
             "version_number": self.version_number,
             "task": self.task,
-            "signature": {**self.signature, "outputs": self.served_outputs},  # as every protocol serves it
+            "signature": self.signature,
             "metrics": self.metadata.get("metrics", {}),
             "parity_max_abs_diff": self.metadata.get("parity_max_abs_diff"),
             "training": self.metadata.get("training", {}),

@@ -311,6 +311,9 @@ def test_uint8_and_fp32_pixels_give_one_answer_on_every_protocol(protocols, serv
                 np.testing.assert_allclose(answer.outputs, reference, atol=1e-6, err_msg=f"{p} {arr.dtype}")
 
 
+VERDICT = ("probabilities", "confidence", "digit", "reason")
+
+
 def test_the_confidence_and_the_not_a_digit_verdict_are_the_same_on_every_protocol(protocols, server):
     """An empty image, a flat grey one, a filled block and real digits: digit, reason and confidence
     alike over /v1 JSON, an uploaded PNG, v2 REST (JSON), v2 gRPC and TF Serving."""
@@ -333,16 +336,19 @@ def test_the_confidence_and_the_not_a_digit_verdict_are_the_same_on_every_protoc
 
     rest = protocols.http.post(
         "/v2/models/mnist-lstm/infer",
-        json={"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32", "data": images.ravel().tolist()}]},
+        json={
+            "inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32", "data": images.ravel().tolist()}],
+            "outputs": [{"name": n} for n in VERDICT],  # answered when named; the metadata lists the model's own
+        },
     ).json()
     outs = {o["name"]: o for o in rest["outputs"]}
-    assert [o["name"] for o in rest["outputs"]] == ["probabilities", "confidence", "digit", "reason"]
+    assert [o["name"] for o in rest["outputs"]] == list(VERDICT)
     assert outs["digit"]["datatype"] == "BOOL" and outs["reason"]["datatype"] == "BYTES"
     got_rest = list(zip(outs["digit"]["data"], outs["reason"]["data"], [round(c, 5) for c in outs["confidence"]["data"]]))
 
     tensor = tritonclient_grpc.InferInput("images", list(images.shape), "FP32")
     tensor.set_data_from_numpy(images)
-    result = protocols.triton.infer("mnist-lstm", [tensor])
+    result = protocols.triton.infer("mnist-lstm", [tensor], outputs=[tritonclient_grpc.InferRequestedOutput(n) for n in VERDICT])
     got_grpc = list(
         zip(result.as_numpy("digit").tolist(), [r.decode() for r in result.as_numpy("reason")], np.round(result.as_numpy("confidence"), 5))
     )
@@ -350,6 +356,7 @@ def test_the_confidence_and_the_not_a_digit_verdict_are_the_same_on_every_protoc
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "mnist-lstm"
     request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+    request.output_filter.extend(VERDICT)
     response = protocols.tf.Predict(request, timeout=30)
     got_tf = list(
         zip(
@@ -364,6 +371,7 @@ def test_the_confidence_and_the_not_a_digit_verdict_are_the_same_on_every_protoc
     # what was asked for, only: v2 and TF Serving clients that name an output get that output alone
     only = tritonclient_grpc.InferRequestedOutput("digit")
     assert [o.name for o in protocols.triton.infer("mnist-lstm", [tensor], outputs=[only]).get_response().outputs] == ["digit"]
+    assert [o.name for o in protocols.triton.infer("mnist-lstm", [tensor]).get_response().outputs] == ["probabilities"]
 
 
 def test_one_latent_point_decodes_alike_on_every_protocol(protocols):

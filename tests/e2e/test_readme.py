@@ -404,10 +404,8 @@ def v2_metadata(doc: Any) -> None:
 
 def v2_infer(doc: Any) -> None:
     answer_keys(doc, "model_name", "outputs")
-    out = doc["outputs"][0]
+    [out] = doc["outputs"]
     assert (out["name"], out["shape"], len(out["data"])) == ("probabilities", [1, 10], 10)
-    # then the verdict: an all-zero image is no digit
-    assert [(o["name"], o["data"]) for o in doc["outputs"][1:]][1:] == [("digit", [False]), ("reason", ["blank"])], doc
 
 
 def v2_stats(doc: Any) -> None:

@@ -71,13 +71,7 @@ def test_triton_client_metadata_and_readiness(request, client_name, server):
     assert meta["name"] == CLASSIFIER and meta["platform"] == "onnxruntime_onnx"
     assert meta["versions"] == [str(described["version_number"])]
     assert [(t["name"], t["datatype"], [int(d) for d in t["shape"]]) for t in meta["inputs"]] == [("images", "FP32", [-1, 28, 28])]
-    # the model's own output, then the verdict's (serving/core/verdict.py)
-    assert [(t["name"], t["datatype"]) for t in meta["outputs"]] == [
-        ("probabilities", "FP32"),
-        ("confidence", "FP32"),
-        ("digit", "BOOL"),
-        ("reason", "BYTES"),
-    ]
+    assert [(t["name"], t["datatype"]) for t in meta["outputs"]] == [("probabilities", "FP32")]  # the verdict's: when named
     config = client.get_model_config(DECODER) if as_json else _message_dict(client.get_model_config(DECODER))["config"]
     assert config["name"] == DECODER and int(config["max_batch_size"]) >= 1
     assert [int(d) for d in config["input"][0]["dims"]] == [2]
@@ -252,12 +246,9 @@ def test_rest_binary_request_and_json_response(server, images, v1_probabilities)
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/json")
     body = response.json()
     assert body["id"] == "req-1" and body["model_name"] == CLASSIFIER
-    out, confidence, digit, reason = body["outputs"]
+    (out,) = body["outputs"]
     assert out["shape"] == [len(images), 10] and out["datatype"] == "FP32"
     np.testing.assert_allclose(np.array(out["data"]).reshape(len(images), 10), v1_probabilities, atol=1e-6)
-    assert (confidence["datatype"], digit["datatype"], reason["datatype"]) == ("FP32", "BOOL", "BYTES")
-    assert len(confidence["data"]) == len(digit["data"]) == len(reason["data"]) == len(images)
-    assert all(isinstance(d, bool) for d in digit["data"]) and all((r == "") == d for r, d in zip(reason["data"], digit["data"]))
 
 
 def test_rest_body_over_the_limit_is_413(server):

@@ -17,6 +17,7 @@ import numpy as np
 
 from contract import triton
 from contract.errors import InvalidInput
+from serving.core import verdict
 from serving.core.dataplane import DataPlane
 from serving.core.kinds import Decoder
 from serving.core.request import BYTES, DATATYPES, Tensor, datatype_of
@@ -56,7 +57,7 @@ def model_metadata(plane: DataPlane, rt: ModelRuntime) -> dict[str, Any]:
         "versions": [str(n) for n in served],
         "platform": PLATFORM,
         "inputs": [_tensor_metadata(s) for s in rt.signature["inputs"]],
-        "outputs": [_tensor_metadata(s) for s in rt.served_outputs],
+        "outputs": [_tensor_metadata(s) for s in rt.signature["outputs"]],
     }
 
 
@@ -77,11 +78,13 @@ def model_config(plane: DataPlane, rt: ModelRuntime) -> dict[str, Any]:
         "metrics": json.dumps(rt.metadata.get("metrics", {}), sort_keys=True),  # as /v1/models gives them
         "provider": rt.provider or "",
     }
+    if rt.kind.classifies:  # outputs a request may name beyond the model's own (serving/core/verdict.py)
+        parameters["verdict_outputs"] = ",".join(verdict.NAMES)
     if rt.kind is Decoder:
         parameters["max_manifold_n"] = str(plane.settings.max_manifold_n)
     return triton.model_config(
         rt.store_name,
-        {**rt.signature, "outputs": rt.served_outputs},
+        rt.signature,
         max_batch_size=plane.row_limit(rt),
         max_queue_delay_us=round(plane.settings.queue_delay_ms * 1000),
         warmup=(),

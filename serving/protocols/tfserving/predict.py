@@ -54,7 +54,7 @@ class PredictionServicer:
         rt = self.plane.model(*self._model_ref(request.model_spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         _fill_spec(response.model_spec, rt)
-        response.metadata["signature_def"].Pack(signature_def_map({**rt.signature, "outputs": rt.served_outputs}))
+        response.metadata["signature_def"].Pack(signature_def_map(rt.signature))
         return response
 
     @staticmethod

@@ -115,6 +115,7 @@ async def classify(request: Request, model: ModelQuery = None, version: VersionQ
         version_text(one_of("version", version, body.version)),
         Classifier,
         members=body.members,
+        verdict=True,
     )
     return await answer(request, infer, front)
 
@@ -161,7 +162,9 @@ async def classify_image(
     if model_form is not None and not isinstance(model_form, str):
         raise InvalidInput("the multipart field 'model' must be text, not a file")
     pixels = await upload_tensor(picture, plane(request).settings.max_image_pixels)
-    return await answer(request, InferRequest([pixels], one_of("model", model, model_form), version, Classifier, members=members), front)
+    return await answer(
+        request, InferRequest([pixels], one_of("model", model, model_form), version, Classifier, members=members, verdict=True), front
+    )
 
 
 @router.post(

@@ -125,8 +125,10 @@ def test_values_are_decoded_only_after_the_header_passed():
 
 def test_outputs_and_parameters_are_checked():
     ok = Tensor.of(np.zeros((1, 28, 28), np.float32))
-    # A classifier's own output, then the verdict's (confidence, digit, reason) that the data plane adds
-    assert PLANE.prepare(InferRequest([ok], "lstm"))[2] == [Output(n) for n in ("probabilities", "confidence", "digit", "reason")]
+    # A classifier's own output; the verdict's (confidence, digit, reason) too where the front asks (/v1) or when named
+    assert PLANE.prepare(InferRequest([ok], "lstm"))[2] == [Output("probabilities")]
+    everything = [Output(n) for n in ("probabilities", "confidence", "digit", "reason")]
+    assert PLANE.prepare(InferRequest([ok], "lstm", verdict=True))[2] == everything
     assert PLANE.prepare(InferRequest([ok], "lstm", outputs=[Output("digit")]))[2] == [Output("digit")]
     with pytest.raises(InvalidInput, match="classification parameter"):
         PLANE.prepare(InferRequest([ok], "lstm", outputs=[Output("confidence", classes=2)]))
