@@ -121,7 +121,7 @@ class DataPlane:
         return batch, self.outputs(rt, request.outputs, request.verdict)
 
     def outputs(self, rt: ModelRuntime, requested: list[Output] | None, verdict_too: bool = False) -> list[Output]:
-        known = [o["name"] for o in rt.served_outputs]
+        known = [o["name"] for o in verdict.outputs_of(rt)]
         if not requested:  # the model's own outputs, and the verdict's where the front asks for it
             return [Output(n) for n in (known if verdict_too else rt.output_names)]
         unknown = [o.name[:100] for o in requested if o.name not in known]

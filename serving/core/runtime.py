@@ -109,14 +109,6 @@ class ModelRuntime:
         return float(calibration.get("temperature", 1.0))
 
     @property
-    def served_outputs(self) -> list[dict[str, Any]]:
-        """The outputs a request may name: the model's own, then for a classifier the verdict's
-        (``confidence``, ``digit``, ``reason``: :mod:`serving.core.verdict`), answered when named."""
-        from .verdict import outputs_of
-
-        return outputs_of(self)
-
-    @property
     def row_shape(self) -> tuple[int, ...]:
         return tuple(self.input_spec["shape"][1:])
 

@@ -33,7 +33,7 @@ NAMES = tuple(o["name"] for o in OUTPUTS)
 
 
 def outputs_of(rt: ModelRuntime) -> list[dict[str, Any]]:
-    """The outputs a model is served with: its signature's, plus the verdict's for a classifier."""
+    """The outputs a request may name: the model's own (its signature's), then for a classifier the verdict's, answered when named."""
     own: list[dict[str, Any]] = list(rt.signature["outputs"])
     return own + OUTPUTS if rt.kind.classifies else own
 
