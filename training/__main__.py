@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _uploads(args: argparse.Namespace) -> int:
-    from training import uploads
+    from training import upload_scores, uploads
 
     if args.step == "make":
         manifest = uploads.make_uploads(args.out, n=args.n, seed=args.seed, data_dir=args.data_dir)
@@ -124,8 +124,8 @@ def _uploads(args: argparse.Namespace) -> int:
             flush=True,
         )
         return 0
-    result = uploads.evaluate_uploads(args.uploads, args.home)
-    print(uploads.format_table(result), flush=True)
+    result = upload_scores.evaluate_uploads(args.uploads, args.home)
+    print(upload_scores.format_table(result), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from contract.images import decode_image, mnist_preprocess
-from training import uploads
+from training import upload_scores, uploads
 from training.__main__ import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -93,7 +93,7 @@ def test_every_image_is_within_the_documented_ranges(made) -> None:
 
 def test_the_serving_path_reads_nearly_every_image(made) -> None:
     out, manifest = made
-    x, refused = uploads.preprocess(out, manifest["images"])
+    x, refused = upload_scores.preprocess(out, manifest["images"])
     assert x.shape == (N, 28, 28) and refused.sum() <= 2
     one = manifest["images"][0]
     assert (mnist_preprocess(Image.open(out / one["file"])) == x[0]).all()
