@@ -17,6 +17,7 @@ from .target import Plan, Target
 # BentoML's supervisor (circus) looks for dead workers every 10 s (check_delay=10 in BentoML's arbiter, not
 # configurable through its public API), so a replacement process starts up to this long after a kill.
 HOST_RESPAWN_S = 10.0
+CLIENT_CALLERS = 4  # threads calling through the project's client during the kill
 RECOVERY_S = 10.0  # throughput back to 90 % of the baseline within this long of the new worker serving
 
 
@@ -36,7 +37,14 @@ def kill9_probe(t: Target, plan: Plan) -> None:
     load = threading.Thread(
         target=lambda: result.update(outcomes=asyncio.run(closed_loop_outcomes(t.port, requests, plan.connections, seconds)))
     )
+    # Beside the raw load, callers of the project's own client (clients.connect, its default retry policy):
+    # a request the killed worker held comes back as a reset connection, which the client retries.
+    stop = threading.Event()
+    calls: list[str] = []
+    callers = [threading.Thread(target=_client_calls, args=(t, stop, calls)) for _ in range(CLIENT_CALLERS)]
     load.start()
+    for caller in callers:
+        caller.start()
     time.sleep(4.0)
     killed = time.monotonic()
     os.kill(victim, signal.SIGKILL)
@@ -50,6 +58,9 @@ def kill9_probe(t: Target, plan: Plan) -> None:
             break
         time.sleep(0.05)
     load.join(seconds + 60)
+    stop.set()
+    for caller in callers:
+        caller.join(60)
     outcomes = result["outcomes"]
     failed = [o for o in outcomes if o.status != 200]
     base = [o for o in outcomes if o.status == 200 and killed - 3.0 <= o.started + o.seconds < killed]
@@ -76,6 +87,14 @@ def kill9_probe(t: Target, plan: Plan) -> None:
         "never" if started is None else f"{started:.1f}s",
         started is not None and started <= HOST_RESPAWN_S + 1,
     )
+    lost = [c for c in calls if c != "ok"]
+    t.add(
+        "kill -9 of a worker: the project's client (retries a reset connection)",
+        f"{len(calls)} calls, {CLIENT_CALLERS} callers",
+        "0 failed",
+        f"{len(lost)}" + (f" ({lost[0]})" if lost else ""),
+        bool(calls) and not lost,
+    )
     startup = None if started is None or serving is None else serving - started
     t.add(
         "kill -9 of a worker: the new one serving",
@@ -91,6 +110,21 @@ def kill9_probe(t: Target, plan: Plan) -> None:
         "never" if recovered is None else f"{recovered}s",
         recovered is not None and recovered <= RECOVERY_S,
     )
+
+
+def _client_calls(t: Target, stop: threading.Event, calls: list[str]) -> None:
+    """``classify`` calls through the project's HTTP client until ``stop``: "ok" or the error, per call."""
+    from clients import ClientError, connect
+
+    with connect(url=f"http://127.0.0.1:{t.port}", timeout=30.0) as client:
+        i = 0
+        while not stop.is_set():
+            try:
+                client.classify(t.images[i % len(t.images)], model="lstm")
+                calls.append("ok")
+            except ClientError as e:
+                calls.append(f"{type(e).__name__}: {e}")
+            i += 1
 
 
 def _listens(pid: int, port: int) -> bool:
