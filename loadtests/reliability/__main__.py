@@ -23,6 +23,7 @@ from .schemathesis_probe import schemathesis_probe
 from .sigterm import sigterm_probe
 from .slow_clients import slow_clients_probe
 from .soak import soak_probe
+from .streaming import streaming_probe
 from .target import Plan, Target, table
 
 
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 schemathesis_probe(target, plan, workdir)
             if "hostile" in parts:
                 hostile_probes(target, args.rss_growth_mb)
+                streaming_probe(target)
             if "faults" in parts:
                 rps = capacity(target, plan)
                 slow_clients_probe(target, plan)

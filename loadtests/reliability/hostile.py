@@ -67,8 +67,7 @@ FRAMING_ERRORS: dict[str, bytes] = {
     "Content-Length: -1": _JSON_POST + b"Content-Length: -1\r\n\r\n{}",
     "Content-Length not a number": _JSON_POST + b"Content-Length: two\r\n\r\n{}",
     "two different Content-Lengths": _JSON_POST + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
-    "Content-Length and Transfer-Encoding": _JSON_POST
-    + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "Content-Length and Transfer-Encoding": _JSON_POST + b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
     "chunk size not hex": _JSON_POST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
     "space in a header name": b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
     "request line without a path": b"GET\r\n\r\n",
