@@ -181,7 +181,7 @@ def paced(
         from . import http
 
         request = http.build_request("POST", urlsplit(url).netloc, path, body)
-        outcomes = asyncio.run(http.paced(int(urlsplit(url).port or 80), [request], rate, seconds, max_connections=clients))
+        outcomes, _ = asyncio.run(http.paced(int(urlsplit(url).port or 80), [request], rate, seconds, max_connections=clients))
         return outcomes, {"total": len(outcomes)}
     streams = max(1, min(streams, clients))
     per_client = max(1, round(rate / clients))

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import random
 import sys
 import time
+from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -250,31 +252,99 @@ async def closed_loop_outcomes(
     return outcomes
 
 
-async def paced(port: int, requests: Sequence[bytes], rate: float, seconds: float, max_connections: int = 256) -> list[Outcome]:
-    """Open loop: one request every 1/rate s whatever the answers do (up to ``max_connections`` at once)."""
-    outcomes: list[Outcome] = []
+@dataclass(frozen=True)
+class PacedClient:
+    """How the Python paced sender itself kept up: its latencies are the server's only while it did."""
+
+    sends: int
+    late_p99_ms: float  # how far behind its schedule a request went out, p99
+    late_max_ms: float
+    gc_pauses: int  # the sender's own collections during the run
+    gc_max_ms: float  # the longest: every request in flight, and every send due, waits for it
+    cpu_cores: float
+
+    def kept_pace(self, late_ms: float = 10.0, pause_ms: float = 20.0) -> bool:
+        return self.late_p99_ms <= late_ms and self.gc_max_ms <= pause_ms
+
+
+# Outcome.kind as a small code, so a paced run keeps its records in untracked arrays (see paced)
+KIND_CODES = ("", "refused", "lost", "timeout", "client-saturated")
+
+
+async def paced(
+    port: int, requests: Sequence[bytes], rate: float, seconds: float, max_connections: int = 256
+) -> tuple[list[Outcome], PacedClient]:
+    """Open loop: one request every 1/rate s whatever the answers do (up to ``max_connections`` at once).
+
+    A long run must not slow the sender down: each request's record goes into flat arrays (not an
+    object the collector scans) and everything allocated before the clock starts is frozen out of the
+    collector, so the sender's collections stay short for the whole run. Kept as an ``Outcome`` per
+    request instead, a 3-minute run at 1,900/s held 340,000 tracked objects, every full collection
+    scanned them all (81 ms at 115,000 on a 2-core box, growing with the run) and paused the sender
+    with ~50 requests in flight: the soak's p99 climbed from 39 to 293 ms while the server's stayed
+    flat. The :class:`PacedClient` says whether it kept pace."""
+    n = int(rate * seconds)
+    started, took, late = array("d"), array("d"), array("d")
+    status, kind = array("h"), array("b")
+    pauses: list[float] = []
+    gc_started = [0.0]
+
+    def on_gc(phase: str, _: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - gc_started[0])
+
+    def record(o: Outcome, behind: float) -> None:
+        started.append(o.started)
+        took.append(o.seconds)
+        status.append(o.status)
+        kind.append(KIND_CODES.index(o.kind) if o.kind in KIND_CODES else 2)
+        late.append(behind)
+
     pool = Pool(port)
     in_flight: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, behind: float) -> None:
+        record(await pool.send(requests[i % len(requests)], timeout=15), behind)
+
+    gc.collect()
+    gc.freeze()
+    gc.callbacks.append(on_gc)
+    cpu0 = time.process_time()
     start = time.monotonic()
-    n = int(rate * seconds)
-
-    async def one(i: int) -> None:
-        outcomes.append(await pool.send(requests[i % len(requests)], timeout=15))
-
-    for i in range(n):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if len(in_flight) >= max_connections:
-            outcomes.append(Outcome(time.monotonic(), 0.0, -1, "client-saturated"))
-            continue
-        task = asyncio.ensure_future(one(i))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-    if in_flight:
-        await asyncio.wait(in_flight, timeout=30)
-    pool.close()
-    return outcomes
+    try:
+        for i in range(n):
+            due = start + i / rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            behind = max(0.0, time.monotonic() - due)
+            if len(in_flight) >= max_connections:
+                record(Outcome(time.monotonic(), 0.0, -1, "client-saturated"), behind)
+                continue
+            task = asyncio.ensure_future(one(i, behind))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.wait(in_flight, timeout=30)
+    finally:
+        cpu = time.process_time() - cpu0
+        wall = max(1e-9, time.monotonic() - start)
+        gc.callbacks.remove(on_gc)
+        gc.unfreeze()
+        pool.close()
+    ordered = sorted(late)
+    client = PacedClient(
+        sends=len(late),
+        late_p99_ms=(core.percentile(ordered, 99) or 0.0) * 1000.0,
+        late_max_ms=(ordered[-1] if ordered else 0.0) * 1000.0,
+        gc_pauses=len(pauses),
+        gc_max_ms=max(pauses, default=0.0) * 1000.0,
+        cpu_cores=cpu / wall,
+    )
+    outcomes = [Outcome(started[i], took[i], status[i], KIND_CODES[kind[i]]) for i in range(len(started))]
+    return outcomes, client
 
 
 # ---------------------------------------------------------------- CLI

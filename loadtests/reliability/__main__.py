@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .. import workload
@@ -33,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m loadtests.reliability", description=(doc or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the bounded form (make test): few examples, seconds of load, a 30 s soak")
     parser.add_argument("--minutes", type=float, help="soak minutes (default 10; 0.5 with --quick)")
-    parser.add_argument("--only", default="schemathesis,hostile,faults", help="comma list of parts: schemathesis, hostile, faults")
+    parser.add_argument("--soak-senders", help="comma list of the soak's senders: h2load, python (default both; h2load with --quick)")
+    parser.add_argument("--soak-models", default="lstm", help="comma list of the classifiers to soak, one run each per sender")
+    parser.add_argument(
+        "--only",
+        default="schemathesis,hostile,faults",
+        help="comma list of parts: schemathesis, hostile, faults (soak: the capacity and the soak alone)",
+    )
     parser.add_argument("--bentoml-home", default=os.environ.get("BENTOML_HOME"), help="model store (BENTOML_HOME)")
     parser.add_argument("--data-dir", default=None, help="MNIST IDX folder (DATA_DIR)")
     parser.add_argument("--out", type=Path, help="write the table (Markdown) and the rows (JSON) here")
@@ -48,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("reliability: --minutes must be within (0, 60]", file=sys.stderr)
         return 2
     plan = Plan.make(args.quick, args.minutes)
+    senders = tuple(x.strip() for x in (args.soak_senders or ",".join(plan.soak_senders)).split(",") if x.strip())
+    if not senders or not set(senders) <= {"h2load", "python"}:
+        print("reliability: --soak-senders takes h2load and/or python", file=sys.stderr)
+        return 2
+    plan = replace(plan, soak_senders=senders, soak_models=tuple(m.strip() for m in args.soak_models.split(",") if m.strip()))
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     from serving.settings import Settings
 
@@ -74,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kill9_probe(target, plan)
                 soak_probe(target, plan, rps)
                 sigterm_probe(target, plan)
+            elif "soak" in parts:
+                soak_probe(target, plan, capacity(target, plan))
         except Exception as e:  # noqa: BLE001 - a crash of the suite is a failed row, with the server log
             target.add("suite", "-", "runs to the end", f"{type(e).__name__}: {e}", False)
             print(service.log_tail(), file=sys.stderr)

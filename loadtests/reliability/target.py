@@ -45,6 +45,10 @@ class Plan:
     overload_clients: int = 800  # paced connections at 150 %: more than the workers may hold (SERVING_MAX_IN_FLIGHT)
     replace_bound_s: float = 10.0  # kill -9: the new worker serving within this of its start (the host's respawn aside)
     p99_slack_ms: float = 20.0  # soak: last window's p99 <= 1.5 x the first + this
+    # soak: one run per (sender, model). h2load (C) measures the server; the Python paced sender
+    # (loadtests.drivers.http.paced) stresses it differently (its own bursts, reconnects) and must keep pace.
+    soak_senders: tuple[str, ...] = ("h2load", "python")
+    soak_models: tuple[str, ...] = ("lstm",)
 
     @classmethod
     def make(cls, quick: bool, minutes: float | None) -> Plan:
@@ -61,6 +65,7 @@ class Plan:
                 soak_load=0.5,
                 replace_bound_s=12.0,  # start-up under 32 connections of load on 2 cores: ~7 s (3 s idle)
                 p99_slack_ms=100.0,
+                soak_senders=("h2load",),
             )
         return cls(examples=60, min_requests=1000, fault_s=10.0, soak_minutes=minutes if minutes is not None else 10.0)
 
@@ -136,14 +141,14 @@ class Target:
                     pass
         return total
 
-    def classify_body(self, index: int = 0) -> bytes:
-        """The ``POST /v1/classify`` body of test image ``index`` for ``lstm``."""
-        return workload.classify_body(workload.images_json(self.images[index]), "lstm")
+    def classify_body(self, index: int = 0, model: str = "lstm") -> bytes:
+        """The ``POST /v1/classify`` body of test image ``index`` for ``model``."""
+        return workload.classify_body(workload.images_json(self.images[index]), model)
 
-    def classify_requests(self, n: int = 64) -> list[bytes]:
+    def classify_requests(self, n: int = 64, model: str = "lstm") -> list[bytes]:
         """Keep-alive ``POST /v1/classify`` requests for the first ``n`` test images."""
         host = urlsplit(self.url).netloc
-        return [build_request("POST", host, "/v1/classify", self.classify_body(i)) for i in range(min(n, len(self.images)))]
+        return [build_request("POST", host, "/v1/classify", self.classify_body(i, model)) for i in range(min(n, len(self.images)))]
 
     def metrics(self) -> dict[str, float]:
         """Requests answered so far by status class, from the server's /metrics (every worker)."""

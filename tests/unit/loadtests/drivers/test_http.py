@@ -114,3 +114,44 @@ def test_closed_loop_outcomes_keeps_every_request_until_stopped():
     outcomes = asyncio.run(go())
     assert len(outcomes) > 10 and [o.status for o in outcomes].count(503) == 1
     assert all(o.status in (200, 503) and o.seconds >= 0 for o in outcomes)
+
+
+def test_paced_keeps_every_request_and_says_it_kept_pace():
+    async def go():
+        server = await tiny_server(lambda n: 503 if n == 5 else 200)
+        port = server.sockets[0].getsockname()[1]
+        request = http.build_request("GET", f"127.0.0.1:{port}", "/")
+        async with server:
+            return await http.paced(port, [request], rate=200, seconds=0.5, max_connections=8)
+
+    import gc
+
+    frozen = gc.get_freeze_count()
+    outcomes, client = asyncio.run(go())
+    assert len(outcomes) == 100 and client.sends == 100
+    assert [o.status for o in outcomes].count(503) == 1 and all(o.status in (200, 503) for o in outcomes)
+    assert all(o.seconds >= 0 and o.kind == "" for o in outcomes)
+    starts = [o.started for o in outcomes]
+    assert 0.4 <= max(starts) - min(starts) <= 0.6  # one send every 5 ms over the half second, not a burst
+    assert client.late_max_ms >= client.late_p99_ms >= 0 and client.cpu_cores >= 0
+    assert gc.get_freeze_count() == frozen  # what it froze for the run is handed back to the collector
+
+
+def test_paced_without_a_server_records_refusals_not_objects_it_keeps():
+    async def go():
+        server = await tiny_server()
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        request = http.build_request("GET", f"127.0.0.1:{port}", "/")
+        return await http.paced(port, [request], rate=100, seconds=0.2, max_connections=4)
+
+    outcomes, client = asyncio.run(go())
+    assert len(outcomes) == 20 and {(o.status, o.kind) for o in outcomes} == {(0, "refused")}
+
+
+def test_paced_client_verdict():
+    ok = http.PacedClient(sends=10, late_p99_ms=2.0, late_max_ms=5.0, gc_pauses=3, gc_max_ms=4.0, cpu_cores=0.1)
+    assert ok.kept_pace()
+    assert not http.PacedClient(10, 30.0, 40.0, 0, 0.0, 0.1).kept_pace()  # sends went out late
+    assert not http.PacedClient(10, 1.0, 1.0, 1, 81.0, 0.1).kept_pace()  # one long collection of its own
