@@ -74,7 +74,7 @@ serve: $(STAMP) ## serve HTTP (BentoML, :3000) and gRPC (TF Serving API, :8500);
 loadtest: $(STAMP) ## bounded locust run against a service it starts (or URL=http://...); SLO verdict, exit 1 on breach
 	$(PY) -m loadtests run $(if $(URL),--url $(URL))
 
-reliability: $(STAMP) ## the reliability suite against a server it starts: Schemathesis, hostile inputs, faults under load, a MINUTES soak (default 10); exit 1 on any failure (needs wrk, h2load)
+reliability: $(STAMP) ## the reliability suite against a server it starts: Schemathesis, hostile inputs, faults under load, a MINUTES soak per sender (h2load, Python; default 10); exit 1 on any failure (needs wrk, h2load)
 	$(PY) -m loadtests.reliability --minutes $(or $(MINUTES),10) --out results/reliability-$$(date +%Y%m%d-%H%M%S)
 
 bench: $(STAMP) $(PEERS_STAMP) ## one benchmark table: in-process ORT, served, bulk, Keras baseline, manifold, start-up, RSS, and side by side with Triton + textbook BentoML (needs wrk, h2load)
