@@ -57,6 +57,15 @@ async def tiny_server(status_of: object = lambda n: 200):
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
+async def closed_port() -> int:
+    """A loopback port that just stopped listening: every connection to it is refused."""
+    server = await tiny_server()
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    return port
+
+
 def test_closed_loop_against_a_tiny_server():
     async def go():
         server = await tiny_server()
@@ -87,10 +96,7 @@ def test_closed_loop_counts_error_statuses_by_code():
 
 def test_closed_loop_without_a_server_backs_off():
     async def go():
-        server = await tiny_server()
-        port = server.sockets[0].getsockname()[1]
-        server.close()
-        await server.wait_closed()
+        port = await closed_port()
         request = http.build_request("GET", f"127.0.0.1:{port}", "/")
         return await http.closed_loop(f"http://127.0.0.1:{port}", [request], concurrency=2, warmup_s=0.0, duration_s=0.3)
 
@@ -137,12 +143,9 @@ def test_paced_keeps_every_request_and_says_it_kept_pace():
     assert gc.get_freeze_count() == frozen  # what it froze for the run is handed back to the collector
 
 
-def test_paced_without_a_server_records_refusals_not_objects_it_keeps():
+def test_paced_without_a_server_records_refusals():
     async def go():
-        server = await tiny_server()
-        port = server.sockets[0].getsockname()[1]
-        server.close()
-        await server.wait_closed()
+        port = await closed_port()
         request = http.build_request("GET", f"127.0.0.1:{port}", "/")
         return await http.paced(port, [request], rate=100, seconds=0.2, max_connections=4)
 
